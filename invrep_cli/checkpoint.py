@@ -1,0 +1,95 @@
+"""Restorer weights files and the restorer view of training checkpoints.
+
+Two formats are read, both without executing code:
+- ``*.safetensors``: the shipped restorer (E_X and G_Y only), model config and provenance in the
+  header metadata (all values are strings, as safetensors requires);
+- ``*.pt``: an ``invrep train`` checkpoint, read with ``torch.load(weights_only=True)``; its
+  ``networks`` entry holds every network's state dict and ``model_config`` the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invrep_cli import __version__
+from invrep_cli.config import ModelConfig
+from invrep_cli.errors import WeightsError
+from invrep_cli.fsutil import atomic_path, sha256_file
+from invrep_cli.models import Restorer
+
+RESTORER_FORMAT = "invrep-restorer/1"
+TRAIN_CHECKPOINT_FORMAT = "invrep-train-checkpoint/1"
+
+
+def save_restorer(
+    restorer: Restorer, path: str | os.PathLike[str], meta: dict[str, Any] | None = None, half: bool = False
+) -> Path:
+    """Write E_X and G_Y as safetensors (atomically). ``half`` stores fp16 (restore casts back)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in restorer.state_dict().items()}
+    if half:
+        tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}
+    header = {
+        "format": RESTORER_FORMAT,
+        "model_config": json.dumps(restorer.config.to_dict()),
+        "invrep_version": __version__,
+    }
+    for key, value in (meta or {}).items():
+        header[key] = value if isinstance(value, str) else json.dumps(value)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+    return path
+
+
+def _decode_meta(raw: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except (json.JSONDecodeError, TypeError):
+            out[key] = value
+    return out
+
+
+def load_restorer(path: str | os.PathLike[str]) -> tuple[Restorer, dict[str, Any]]:
+    """Rebuild the restorer from a weights file alone; returns (restorer in eval mode, metadata).
+
+    Metadata always has ``model_config`` (dict) and ``sha256`` of the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = _decode_meta(f.metadata() or {})
+                state = {k: f.get_tensor(k) for k in f.keys()}
+            if meta.get("format") != RESTORER_FORMAT:
+                raise WeightsError(f"{path}: not an invrep restorer file (format {meta.get('format')!r})")
+        else:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(ckpt, dict) or ckpt.get("format") != TRAIN_CHECKPOINT_FORMAT:
+                raise WeightsError(f"{path}: not an invrep training checkpoint")
+            nets = ckpt["networks"]
+            state = {f"noisy_encoder.{k}": v for k, v in nets["noisy_encoder"].items()}
+            state.update({f"clean_decoder.{k}": v for k, v in nets["clean_decoder"].items()})
+            meta = {"model_config": ckpt["model_config"], "step": ckpt.get("step")}
+        config = ModelConfig.from_dict(meta["model_config"])
+        restorer = Restorer(config)
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+        restorer.load_state_dict(state)
+    except WeightsError:
+        raise
+    except Exception as exc:  # corrupt file, wrong keys, bad config: one clear message
+        raise WeightsError(f"{path}: cannot load weights ({type(exc).__name__}: {exc})") from exc
+    meta["sha256"] = sha256_file(path)
+    return restorer.eval(), meta

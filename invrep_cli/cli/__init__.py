@@ -1,0 +1,58 @@
+"""The Typer app. Only this package imports Typer and Rich-for-output; the core raises
+InvrepError and this layer turns it into one message and an exit code:
+0 all done, 1 some files failed, 2 usage error (bad path, bad option, missing weights).
+
+Heavy imports (torch, onnxruntime) happen inside commands so ``--help`` and ``--version`` are instant.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from invrep_cli import __version__
+from invrep_cli.cli import bench, export, restore, train, weights
+from invrep_cli.cli.common import console_err
+
+app = typer.Typer(
+    name="invrep",
+    help="Unpaired image denoising (LIR): train from unpaired noisy and clean folders, restore folders of images.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"invrep {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """invrep: learn a denoiser from unpaired noisy and clean images, then restore folders with it."""
+
+
+app.command("train", help=train.__doc__)(train.train_command)
+app.command("restore", help=restore.__doc__)(restore.restore_command)
+app.command("export", help=export.__doc__)(export.export_command)
+app.command("bench", help=bench.__doc__)(bench.bench_command)
+app.add_typer(weights.app, name="weights")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console_err.print("[red]interrupted[/red]")
+        raise SystemExit(130) from None
+
+
+__all__ = ["app", "main"]

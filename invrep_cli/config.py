@@ -1,0 +1,137 @@
+"""Configurations. ``ModelConfig`` is stored in every checkpoint and weights file, so restore and
+export rebuild the network from the file alone (the nanoGPT habit)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DecoderNorm = Literal["channel", "batch", "layer"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the eight LIR networks.
+
+    The defaults are the authors' (`lir`): width 64, 2 downsamplings, 4 residual blocks,
+    3 discriminator scales.
+    """
+
+    name: str = "lir"
+    #: channels of the first encoder conv; doubles at every downsampling
+    width: int = 64
+    #: stride-2 convolutions in the encoders (the restorer needs H, W padded to 2**n_downsample)
+    n_downsample: int = 2
+    #: residual blocks in each content encoder and in each decoder
+    n_res_blocks: int = 4
+    #: scales of the multi-scale PatchGAN image discriminators
+    disc_scales: int = 3
+    #: stride-2 conv layers per discriminator scale
+    disc_layers: int = 4
+    #: width of the first discriminator conv
+    disc_width: int = 64
+    #: normalisation after the decoders' upsampling convs. The authors' UNIT LayerNorm ("layer")
+    #: uses mean/std over the whole C x H x W map, so every output pixel would depend on the whole
+    #: image and tiling could never equal whole-image restoration. "channel" (default) normalises
+    #: over channels at each pixel: still per-sample like a LayerNorm, but local. "batch" is
+    #: BatchNorm (local in eval mode). "layer" is kept only to measure the replacement against it.
+    decoder_norm: DecoderNorm = "channel"
+    #: colour channels of the images the networks see (gray images are replicated to RGB)
+    image_channels: int = 3
+
+    @property
+    def latent_channels(self) -> int:
+        return self.width * 2**self.n_downsample
+
+    @property
+    def size_multiple(self) -> int:
+        return 2**self.n_downsample
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    "lir": ModelConfig(),
+    # CPU-sized: every network at half width (the restorer has 2.8 M parameters)
+    "lir-lite": ModelConfig(name="lir-lite", width=32, disc_width=32),
+}
+
+
+def model_preset(name: str, **overrides: Any) -> ModelConfig:
+    """A preset with some fields replaced (``None`` values are ignored)."""
+    if name not in MODEL_PRESETS:
+        raise KeyError(f"unknown model config {name!r}; choose one of {sorted(MODEL_PRESETS)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(MODEL_PRESETS[name], **changes)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of every LIR loss term; the defaults are the authors'."""
+
+    #: LSGAN on D_X(x_ba) and D_Y(x_ab), summed over the discriminator scales
+    domain_adv: float = 1.0
+    #: encoders pushed toward 0.5 on the representation discriminator
+    repr_adv: float = 1.0
+    #: L1 self-reconstruction, both domains
+    self_rec: float = 10.0
+    #: L1 cross-cycle reconstruction, both domains
+    cycle: float = 10.0
+    #: mean(z^2) on every latent (the authors' "KL")
+    latent: float = 0.01
+    #: L1 between Gaussian-blurred x_ab and x (and x_ba and y) at three scales
+    background: float = 5.0
+    #: MSE of instance-normalised VGG19 features; 0 disables it
+    semantic: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``invrep train`` needs; built by the CLI."""
+
+    out_dir: str
+    clean_dir: str
+    noisy_dir: str | None = None
+    #: e.g. "gaussian:25", "gaussian:5-50", "poisson:30"; splits clean_dir into two disjoint halves
+    synthetic: str | None = None
+    val_noisy_dir: str | None = None
+    val_clean_dir: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    losses: LossWeights = field(default_factory=LossWeights)
+    steps: int = 300_000
+    batch_size: int = 16
+    crop_size: int = 64
+    lr: float = 1e-4
+    repr_lr: float = 5e-5
+    betas: tuple[float, float] = (0.0, 0.9)
+    weight_decay: float = 1e-4
+    repr_grad_clip: float = 5.0
+    #: representation-discriminator steps per iteration (the authors use 3)
+    repr_steps: int = 3
+    #: learning rate halves every this many steps
+    lr_step: int = 100_000
+    lr_gamma: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    #: "auto" (bf16 on CUDA where supported, else fp16; none on CPU), "none", "bf16", "fp16"
+    amp: str = "auto"
+    workers: int = 2
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    sample_every: int = 1000
+    val_every: int = 1000
+    log_every: int = 10
+    resume: bool = False
+    vgg_weights: str | None = None
+    channels_last: bool = False
+    compile: bool = False

@@ -1,0 +1,47 @@
+"""Content encoders (E_X, E_Y) and the noise encoder (E_X^N)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from invrep_cli.models.blocks import ConvBlock, ResBlock
+
+
+def _downsampling_stem(in_ch: int, width: int, n_downsample: int) -> tuple[nn.Sequential, int]:
+    """conv7x7 then ``n_downsample`` conv4x4/2, each BatchNorm + ReLU; returns (stem, channels)."""
+    layers: list[nn.Module] = [ConvBlock(in_ch, width, 7, norm="batch")]
+    ch = width
+    for _ in range(n_downsample):
+        # a 4x4/2 conv with padding 1 maps H to H/2 exactly
+        layers.append(ConvBlock(ch, ch * 2, 4, stride=2, padding=1, norm="batch"))
+        ch *= 2
+    return nn.Sequential(*layers), ch
+
+
+class ContentEncoder(nn.Module):
+    """Image -> shared content code (latent_channels x H/4 x W/4 for the default shape)."""
+
+    def __init__(self, in_ch: int = 3, width: int = 64, n_downsample: int = 2, n_res_blocks: int = 4) -> None:
+        super().__init__()
+        stem, ch = _downsampling_stem(in_ch, width, n_downsample)
+        self.stem = stem
+        self.res_blocks = nn.Sequential(*[ResBlock(ch, norm="batch") for _ in range(n_res_blocks)])
+        self.out_channels = ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_blocks(self.stem(x))
+
+
+class NoiseEncoder(nn.Module):
+    """Noisy image -> noise code: a spatial map, concatenated with the content code for G_X."""
+
+    def __init__(self, in_ch: int = 3, width: int = 64, n_downsample: int = 2) -> None:
+        super().__init__()
+        stem, ch = _downsampling_stem(in_ch, width, n_downsample)
+        self.stem = stem
+        self.project = nn.Conv2d(ch, ch, 1)
+        self.out_channels = ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.stem(x))
