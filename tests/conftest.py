@@ -1,0 +1,59 @@
+"""Shared fixtures. Tests are CPU-sized: tiny widths, 32x32 images, a few steps, no network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from invrep_cli.config import ModelConfig
+
+# INVREP_TEST_THREADS=1 keeps parallel test runs from fighting over a 2-core machine
+torch.set_num_threads(int(os.environ.get("INVREP_TEST_THREADS", "2")))
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    skip_shared = pytest.mark.skip(reason=f"needs {SHARED_DATA}")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+        if "shared_data" in item.keywords and not SHARED_DATA.is_dir():
+            item.add_marker(skip_shared)
+
+
+@pytest.fixture
+def tiny_config() -> ModelConfig:
+    """Every network at width 4 with one residual block: shapes as the real thing, tiny cost."""
+    return ModelConfig(name="tiny", width=4, n_res_blocks=1, disc_width=4, disc_scales=2, disc_layers=2)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int] = (32, 32), seed: int = 0, mode: str = "RGB") -> list[Path]:
+    """Smooth random images (so denoising has something to find) saved as PNG."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    for i in range(count):
+        channels = [np.sin(6 * (rng.random() * xx + rng.random() * yy) + rng.random() * 6) for _ in range(3)]
+        img = ((np.stack(channels, -1) + 1) * 127.5).astype(np.uint8)
+        pil = Image.fromarray(img)
+        if mode != "RGB":
+            pil = pil.convert(mode)
+        path = folder / f"img_{i:03d}.png"
+        pil.save(path)
+        paths.append(path)
+    return paths
