@@ -1,13 +1,123 @@
-"""Weights registry commands (not yet implemented)."""
+"""List registered weights and download them into the cache ahead of offline use."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="List and download registered weights.", no_args_is_help=True)
+from invrep_cli.cli.common import JsonOpt, QuietOpt, console, console_err, core_errors, print_json
+
+app = typer.Typer(
+    help="List and download registered weights (bundled ones and verified downloads into the cache).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 @app.command("list")
-def list_command() -> None:
-    """List registered weights."""
-    raise typer.Exit(3)
+def list_command(json_out: JsonOpt = False) -> None:
+    """List registered weights: size, whether present locally (bundled or cached), description."""
+    from invrep_cli.weights import cache_dir, list_weights, registry_path
+
+    with core_errors():
+        rows = list_weights()
+    if json_out:
+        print_json({"registry": str(registry_path()), "cache": str(cache_dir()), "weights": rows})
+        return
+    from rich.table import Table
+
+    table = Table(caption=f"registry {registry_path()}\ncache {cache_dir()}", caption_justify="left")
+    for column in ("name", "size", "cached", "bundled", "description"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            _human_size(row["size"]),
+            "yes" if row["cached"] else "no",
+            "yes" if row["bundled"] else "no",
+            row["description"],
+        )
+    console.print(table)
+
+
+@contextmanager
+def _progress_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A Rich byte progress bar on stderr (stdout stays clean for --json); a no-op when disabled.
+
+    The bar appears on the first progress report, so a cached file or an unknown name prints no
+    empty bar.
+    """
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console_err,
+    )
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        bar.stop()
+
+
+@app.command("download")
+def download_command(
+    name: Annotated[str, typer.Argument(help="A registry name (see `invrep weights list`) or an http(s) URL.")],
+    force: Annotated[bool, typer.Option("--force", help="Download again even if a verified copy is cached.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download weights into the cache and verify their sha256, so later runs work offline."""
+    from invrep_cli.weights import locate_weights
+
+    with core_errors(), _progress_bar(not (quiet or json_out), name) as update:
+        found = locate_weights(name, progress=update, force=force)
+    size = found.path.stat().st_size
+    if json_out:
+        print_json(
+            {
+                "name": found.name or name,
+                "path": str(found.path),
+                "source": found.source,
+                "size": size,
+                "sha256": found.sha256,
+                "downloaded": found.downloaded,
+            }
+        )
+    elif not quiet:
+        state = "downloaded and verified" if found.downloaded else f"already present ({found.source})"
+        console.print(f"{found.name or name}: {state}: {found.path} ({_human_size(size)})", highlight=False)
