@@ -1,9 +1,237 @@
-"""Train a LIR denoiser from unpaired noisy and clean folders."""
+"""Train a LIR denoiser from unpaired noisy and clean folders.
+
+Give --noisy DIR and --clean DIR (unpaired), or --clean DIR with --synthetic gaussian:25 |
+gaussian:5-50 | poisson:PEAK to split the clean folder into two halves and make one half noisy on
+the fly. Writes RUN_DIR/log.jsonl, checkpoints (RUN_DIR/last.pt, RUN_DIR/checkpoints/), sample
+images and RUN_DIR/restorer.safetensors for `invrep restore`. Ctrl-C saves a checkpoint;
+--resume continues exactly. Runs under `torchrun --nproc_per_node N` for several GPUs.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from invrep_cli.cli.common import DeviceOpt, JsonOpt, QuietOpt, console, console_err, core_errors, print_json
 
-def train_command() -> None:
-    raise typer.Exit(3)
+_DATA = "Data"
+_MODEL = "Model"
+_LOSS = "Loss weights"
+_RUN = "Run"
+
+
+def _opt(*names: str, help: str, panel: str = _RUN, **kw: Any) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=panel, **kw)
+
+
+def train_command(
+    out: Annotated[Path, _opt("--out", "-o", help="Run directory (log, checkpoints, samples, restorer).")],
+    clean: Annotated[Path, _opt("--clean", help="Folder of clean images (read recursively).", panel=_DATA)],
+    noisy: Annotated[Path | None, _opt("--noisy", help="Folder of noisy images, unpaired with --clean.", panel=_DATA)] = None,
+    synthetic: Annotated[
+        str | None,
+        _opt(
+            "--synthetic",
+            help="Make the noisy domain from half of --clean: gaussian:SIGMA, gaussian:LOW-HIGH (blind) or "
+            "poisson:PEAK (sigma on the 0-255 scale).",
+            panel=_DATA,
+        ),
+    ] = None,
+    val_noisy: Annotated[
+        Path | None, _opt("--val-noisy", help="Validation noisy images, paired with --val-clean by name.", panel=_DATA)
+    ] = None,
+    val_clean: Annotated[
+        Path | None,
+        _opt("--val-clean", help="Validation clean images (alone: noise from --synthetic, fixed seed).", panel=_DATA),
+    ] = None,
+    crop_size: Annotated[int, _opt("--crop-size", help="Random square crop size.", panel=_DATA)] = 64,
+    workers: Annotated[int, _opt("--workers", help="DataLoader worker processes (0: load in the main process).", panel=_DATA)] = 2,
+    config: Annotated[str, _opt("--config", help="Model preset: lir (paper) or lir-lite (half width).", panel=_MODEL)] = "lir",
+    width: Annotated[int | None, _opt("--width", help="Override the first conv width.", panel=_MODEL)] = None,
+    res_blocks: Annotated[int | None, _opt("--res-blocks", help="Override residual blocks per encoder/decoder.", panel=_MODEL)] = None,
+    disc_scales: Annotated[int | None, _opt("--disc-scales", help="Override discriminator scales.", panel=_MODEL)] = None,
+    decoder_norm: Annotated[
+        str | None, _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL)
+    ] = None,
+    steps: Annotated[int, _opt("--steps", help="Training iterations.")] = 300_000,
+    batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = 16,
+    lr: Annotated[float, _opt("--lr", help="Adam learning rate of generators and image discriminators.")] = 1e-4,
+    repr_lr: Annotated[float, _opt("--repr-lr", help="Adam learning rate of the representation discriminator.")] = 5e-5,
+    lr_step: Annotated[int, _opt("--lr-step", help="Halve the learning rates every this many steps.")] = 100_000,
+    seed: Annotated[int, _opt("--seed", help="Seed of the data split, crops, noise and initialisation.")] = 0,
+    device: DeviceOpt = "auto",
+    resume: Annotated[bool, _opt("--resume", help="Continue the run in --out from its last.pt.")] = False,
+    w_domain_adv: Annotated[float, _opt("--w-domain-adv", help="Domain adversarial weight.", panel=_LOSS)] = 1.0,
+    w_repr_adv: Annotated[float, _opt("--w-repr-adv", help="Representation adversarial weight.", panel=_LOSS)] = 1.0,
+    w_self_rec: Annotated[float, _opt("--w-self-rec", help="Self-reconstruction L1 weight.", panel=_LOSS)] = 10.0,
+    w_cycle: Annotated[float, _opt("--w-cycle", help="Cross-cycle L1 weight.", panel=_LOSS)] = 10.0,
+    w_latent: Annotated[float, _opt("--w-latent", help="mean(z^2) latent penalty weight.", panel=_LOSS)] = 0.01,
+    w_background: Annotated[float, _opt("--w-background", help="Background (blurred L1) weight.", panel=_LOSS)] = 5.0,
+    w_semantic: Annotated[float, _opt("--w-semantic", help="Semantic (VGG19 conv4_1) weight; 0 disables.", panel=_LOSS)] = 1.0,
+    vgg_weights: Annotated[
+        Path | None,
+        _opt("--vgg-weights", help="torchvision vgg19-dcbb9e9d.pth (else $INVREP_VGG_WEIGHTS, the cache, a download).", panel=_LOSS),
+    ] = None,
+    checkpoint_every: Annotated[int, _opt("--checkpoint-every", help="Write a checkpoint every N steps.")] = 1000,
+    keep: Annotated[int, _opt("--keep", help="Checkpoints kept in RUN_DIR/checkpoints (plus last.pt).")] = 3,
+    sample_every: Annotated[int, _opt("--sample-every", help="Save sample restorations every N steps.")] = 1000,
+    val_every: Annotated[int, _opt("--val-every", help="Validate every N steps (with validation images).")] = 1000,
+    log_every: Annotated[int, _opt("--log-every", help="Write losses to log.jsonl every N steps.")] = 10,
+    amp: Annotated[str, _opt("--amp", help="auto (bf16/fp16 on CUDA, none on CPU) | none | bf16 | fp16.")] = "auto",
+    channels_last: Annotated[bool, _opt("--channels-last", help="Use channels-last memory format (faster on GPUs).")] = False,
+    compile: Annotated[bool, _opt("--compile", help="torch.compile the networks.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    from invrep_cli.config import LossWeights, TrainConfig, model_preset
+
+    rank = int(os.environ.get("RANK", "0"))
+    with core_errors():
+        if decoder_norm is not None and decoder_norm not in ("channel", "batch", "layer"):
+            raise _usage(f"--decoder-norm {decoder_norm!r}: choose channel, batch or layer")
+        try:
+            model = model_preset(
+                config, width=width, disc_width=width, n_res_blocks=res_blocks, disc_scales=disc_scales,
+                decoder_norm=decoder_norm,
+            )
+        except KeyError as exc:
+            raise _usage(str(exc.args[0])) from None
+        for name, value in (("--width", width), ("--res-blocks", res_blocks), ("--disc-scales", disc_scales)):
+            if value is not None and value < 1:
+                raise _usage(f"{name} must be >= 1, got {value}")
+        cfg = TrainConfig(
+            out_dir=str(out),
+            clean_dir=str(clean),
+            noisy_dir=str(noisy) if noisy else None,
+            synthetic=synthetic,
+            val_noisy_dir=str(val_noisy) if val_noisy else None,
+            val_clean_dir=str(val_clean) if val_clean else None,
+            model=model,
+            losses=LossWeights(
+                domain_adv=w_domain_adv, repr_adv=w_repr_adv, self_rec=w_self_rec, cycle=w_cycle,
+                latent=w_latent, background=w_background, semantic=w_semantic,
+            ),
+            steps=steps,
+            batch_size=batch_size,
+            crop_size=crop_size,
+            lr=lr,
+            repr_lr=repr_lr,
+            lr_step=lr_step,
+            seed=seed,
+            device=device,
+            amp=amp,
+            workers=workers,
+            checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep,
+            sample_every=sample_every,
+            val_every=val_every,
+            log_every=log_every,
+            resume=resume,
+            vgg_weights=str(vgg_weights) if vgg_weights else None,
+            channels_last=channels_last,
+            compile=compile,
+        )
+        show = rank == 0 and not quiet and not json_out
+        with _Progress(show, quiet or rank != 0) as progress:
+            from invrep_cli.train import train
+
+            result = train(cfg, progress.handle)
+    if rank != 0:
+        raise typer.Exit(130 if result.interrupted else 0)
+    if json_out:
+        print_json(result.to_dict())
+    elif not quiet:
+        line = f"step {result.step}/{result.steps}  checkpoint {result.checkpoint}  restorer {result.restorer}"
+        console.print(("[yellow]interrupted[/yellow]; " if result.interrupted else "[green]done[/green]: ") + line, highlight=False)
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+def _usage(message: str) -> Exception:
+    from invrep_cli.errors import UsageError
+
+    return UsageError(message)
+
+
+_MAIN_LOSSES = ("g_total", "rec_noisy", "cycle_noisy", "adv_clean", "d_clean", "d_repr")
+
+
+class _Progress:
+    """Renders trainer events: a Rich bar with steps/s, ETA and the main losses; warnings on stderr."""
+
+    def __init__(self, show: bool, quiet: bool) -> None:
+        self.show = show
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+        self.download_task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.show:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[losses]}"),
+                console=console_err,
+                transient=False,
+            )
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "warning":
+            if not self.quiet:
+                console_err.print(f"[yellow]warning:[/yellow] {event['message']}", highlight=False, soft_wrap=True)
+            return
+        if self.bar is None:
+            return
+        if kind == "download":
+            if self.download_task is None:
+                self.download_task = self.bar.add_task(event["what"], total=event["total"], rate="", losses="")
+            self.bar.update(self.download_task, completed=event["done"], total=event["total"])
+        elif kind in ("start", "resume"):
+            console_err.print(
+                f"{'resuming at step ' + str(event['step']) if kind == 'resume' else 'training'} "
+                f"{event['model_config']['name']} on {event['device']} (amp {event['amp']}, "
+                f"{event['world_size']} process(es)); data: {event['data']}; semantic loss {event['semantic_note']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            self.task = self.bar.add_task("train", total=event["steps"], completed=event["step"], rate="", losses="")
+            self._t0 = None
+        elif kind == "step" and self.task is not None:
+            fields: dict[str, str] = {}
+            dt = event["step_time"]
+            fields["rate"] = f"{1.0 / dt:.2f} step/s" if dt > 0 else ""
+            if "losses" in event:
+                losses = event["losses"]
+                fields["losses"] = " ".join(f"{k}={losses[k]:.3f}" for k in _MAIN_LOSSES if k in losses)
+            self.bar.update(self.task, completed=event["step"], **fields)
+        elif kind == "val":
+            self.bar.console.print(f"step {event['step']}: val PSNR {event['psnr']:.2f} dB, SSIM {event['ssim']:.4f}")
+        elif kind == "checkpoint":
+            self.bar.console.print(f"step {event['step']}: checkpoint {event['path']}", highlight=False)

@@ -1,0 +1,377 @@
+"""Unpaired training data: folder scanning, image reading, random crops and flips, synthetic noise.
+
+Every random choice a training sample needs (which noisy and which clean file, where to crop,
+whether to flip, the synthetic noise) is drawn from a generator seeded by ``(seed, k)`` where ``k``
+is the sample's global index (``step * global_batch + rank * batch + i``). The data order therefore
+depends on the step alone: resuming at step ``s`` sees exactly the batches an uninterrupted run
+would, whatever the number of DataLoader workers, and DistributedDataParallel ranks get disjoint
+sample indices without a sampler that must be saved.
+
+Images are returned as float32 C x H x W tensors in [-1, 1], the range the networks train in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from invrep_cli.errors import DataError, UsageError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+
+WarnFn = Callable[[str], None]
+
+
+def _no_warn(message: str) -> None:
+    del message
+
+
+# ---------------------------------------------------------------------------------------------
+# files and images
+
+
+def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
+    """Every image file under ``folder`` (recursive), sorted; DataError if there is none."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"{what} does not exist: {folder}")
+    if not folder.is_dir():
+        raise DataError(f"{what} is not a folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        anything = any(folder.iterdir())
+        reason = "has no image files" if anything else "is empty"
+        raise DataError(
+            f"{what} {folder} {reason} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    return files
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as float32 H x W x 3 RGB in [0, 1].
+
+    8- and 16-bit integer images are divided by their type's maximum (so 16-bit data keeps its
+    precision), float images are clipped to [0, 1], gray is replicated to RGB and alpha dropped.
+    Raises ValueError when the file cannot be decoded.
+    """
+    import cv2
+
+    # imdecode on bytes instead of imread: works for any path encoding
+    raw = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    if img is None:
+        raise ValueError("not a readable image")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    else:
+        raise ValueError(f"unsupported channel count {img.shape[2]}")
+    if img.dtype == np.uint8:
+        out = img.astype(np.float32) / 255.0
+    elif img.dtype == np.uint16:
+        out = img.astype(np.float32) / 65535.0
+    elif np.issubdtype(img.dtype, np.floating):
+        out = np.clip(img.astype(np.float32), 0.0, 1.0)
+    else:
+        raise ValueError(f"unsupported pixel type {img.dtype}")
+    return np.ascontiguousarray(out)
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    path: Path
+    height: int
+    width: int
+
+
+def scan_images(paths: Sequence[Path], min_size: int, what: str, warn: WarnFn = _no_warn) -> list[ImageEntry]:
+    """Decode every file once: unreadable files and images smaller than ``min_size`` on either side
+    are skipped with a warning naming them; DataError if nothing usable remains."""
+    entries: list[ImageEntry] = []
+    too_small: list[str] = []
+    for path in paths:
+        try:
+            img = read_image(path)
+        except Exception as exc:  # any decoder failure means "skip this file", never "stop training"
+            warn(f"skipping unreadable image {path}: {exc}")
+            continue
+        h, w = img.shape[:2]
+        if h < min_size or w < min_size:
+            too_small.append(f"{path} ({w}x{h})")
+            continue
+        entries.append(ImageEntry(Path(path), h, w))
+    if too_small:
+        shown = ", ".join(too_small[:5]) + (f" and {len(too_small) - 5} more" if len(too_small) > 5 else "")
+        warn(f"skipping {len(too_small)} {what} image(s) smaller than the {min_size}x{min_size} crop: {shown}")
+    if not entries:
+        reason = f"none of its {len(paths)} image(s) is at least {min_size}x{min_size} and readable"
+        raise DataError(f"{what}: {reason}; use a smaller --crop-size or other images")
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic noise
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """``gaussian`` with sigma in [low, high] on the 0-255 scale (low == high: fixed sigma, else
+    drawn uniformly per image: blind denoising), or ``poisson`` with ``low`` = peak photon count."""
+
+    kind: str
+    low: float
+    high: float
+
+    def describe(self) -> str:
+        if self.kind == "poisson":
+            return f"poisson:{self.low:g}"
+        return f"gaussian:{self.low:g}" if self.low == self.high else f"gaussian:{self.low:g}-{self.high:g}"
+
+
+def parse_noise(spec: str) -> NoiseSpec:
+    """``gaussian:25``, ``gaussian:5-50`` or ``poisson:30`` -> NoiseSpec; UsageError otherwise."""
+    m = re.fullmatch(r"\s*(gaussian|poisson)\s*:\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*", spec.lower())
+    if not m:
+        raise UsageError(f"--synthetic {spec!r}: expected gaussian:SIGMA, gaussian:LOW-HIGH or poisson:PEAK")
+    kind = m.group(1)
+    try:
+        low = float(m.group(2))
+        high = float(m.group(3)) if m.group(3) else low
+    except ValueError:
+        raise UsageError(f"--synthetic {spec!r}: not a number") from None
+    if kind == "poisson" and m.group(3):
+        raise UsageError(f"--synthetic {spec!r}: poisson takes one peak value")
+    if low < 0 or high < low or (kind == "poisson" and low <= 0):
+        raise UsageError(f"--synthetic {spec!r}: values must be positive and LOW <= HIGH")
+    return NoiseSpec(kind, low, high)
+
+
+def add_noise(clean: np.ndarray, spec: NoiseSpec, rng: np.random.Generator) -> np.ndarray:
+    """Noise as a saved noisy file would hold it: added in [0, 1], clipped, quantised to 8 bit."""
+    if spec.kind == "gaussian":
+        sigma = spec.low if spec.low == spec.high else rng.uniform(spec.low, spec.high)
+        noisy = clean + rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+    else:
+        noisy = rng.poisson(clean.astype(np.float64) * spec.low).astype(np.float32) / np.float32(spec.low)
+    return (np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+def split_halves(paths: Sequence[Path], seed: int) -> tuple[list[Path], list[Path]]:
+    """Two disjoint halves of a sorted file list, chosen by ``seed``: (clean half, noisy half)."""
+    ordered = sorted(paths)
+    if len(ordered) < 2:
+        raise DataError(f"--synthetic needs at least 2 clean images to split into two halves, found {len(ordered)}")
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    half = len(ordered) // 2
+    clean = sorted(ordered[i] for i in perm[:half])
+    noisy = sorted(ordered[i] for i in perm[half:])
+    return clean, noisy
+
+
+# ---------------------------------------------------------------------------------------------
+# datasets
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """H x W x 3 in [0, 1] -> 3 x H x W in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))) * 2.0 - 1.0
+
+
+class UnpairedCrops(torch.utils.data.Dataset):
+    """Sample ``k`` -> (noisy crop, clean crop), both 3 x crop x crop in [-1, 1].
+
+    Each domain is walked in a fresh seeded permutation per pass over its files, so every file is
+    seen once per pass; the two domains are unpaired and of any sizes.
+    """
+
+    def __init__(
+        self,
+        noisy: Sequence[ImageEntry],
+        clean: Sequence[ImageEntry],
+        crop_size: int,
+        seed: int,
+        noise: NoiseSpec | None = None,
+        flip: bool = True,
+    ) -> None:
+        self.noisy = list(noisy)
+        self.clean = list(clean)
+        self.crop_size = crop_size
+        self.seed = seed
+        self.noise = noise
+        self.flip = flip
+
+    def __len__(self) -> int:
+        # sample indices are unbounded; the step sampler decides which ones are asked for
+        return 2**62
+
+    def _pick(self, entries: list[ImageEntry], domain: int, k: int) -> ImageEntry:
+        n = len(entries)
+        epoch, pos = divmod(k, n)
+        perm = np.random.default_rng([self.seed, domain, epoch]).permutation(n)
+        return entries[int(perm[pos])]
+
+    def _crop(self, entry: ImageEntry, rng: np.random.Generator) -> np.ndarray:
+        img = read_image(entry.path)
+        h, w = img.shape[:2]
+        c = self.crop_size
+        top = int(rng.integers(0, h - c + 1))
+        left = int(rng.integers(0, w - c + 1))
+        crop = img[top : top + c, left : left + c]
+        if self.flip and rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return np.ascontiguousarray(crop)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, 2, k])
+        noisy = self._crop(self._pick(self.noisy, 0, k), rng)
+        if self.noise is not None:
+            noisy = add_noise(noisy, self.noise, rng)
+        clean = self._crop(self._pick(self.clean, 1, k), rng)
+        return to_tensor(noisy), to_tensor(clean)
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batches of global sample indices for steps ``start_step + 1 .. total_steps`` of one rank."""
+
+    def __init__(self, start_step: int, total_steps: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        self.start_step = start_step
+        self.total_steps = total_steps
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        return max(0, self.total_steps - self.start_step)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        global_batch = self.batch_size * self.world_size
+        for step in range(self.start_step, self.total_steps):
+            first = step * global_batch + self.rank * self.batch_size
+            yield list(range(first, first + self.batch_size))
+
+
+@dataclass
+class ValPair:
+    name: str
+    noisy: np.ndarray  # H x W x 3 in [0, 1]
+    clean: np.ndarray
+
+
+def _stem_key(path: Path, root: Path) -> str:
+    return str(path.relative_to(root).with_suffix("")).replace("\\", "/")
+
+
+def load_validation(
+    noisy_dir: str | None,
+    clean_dir: str | None,
+    noise: NoiseSpec | None,
+    seed: int,
+    warn: WarnFn = _no_warn,
+) -> list[ValPair]:
+    """Paired validation images matched by relative path (extension ignored), or clean images with
+    synthetic noise made with a fixed seed per image. Empty when no validation is asked for."""
+    if clean_dir is None:
+        if noisy_dir is not None:
+            raise UsageError("--val-noisy needs --val-clean (the matching clean images)")
+        return []
+    clean_root = Path(clean_dir)
+    clean_files = list_images(clean_root, "--val-clean folder")
+    pairs: list[ValPair] = []
+    if noisy_dir is None:
+        if noise is None:
+            raise UsageError("--val-clean alone needs --synthetic to make the noisy images; or give --val-noisy")
+        for i, path in enumerate(clean_files):
+            try:
+                clean = read_image(path)
+            except Exception as exc:
+                warn(f"skipping unreadable validation image {path}: {exc}")
+                continue
+            noisy = add_noise(clean, noise, np.random.default_rng([seed, 3, i]))
+            pairs.append(ValPair(_stem_key(path, clean_root), noisy, clean))
+    else:
+        noisy_root = Path(noisy_dir)
+        noisy_by_key = {_stem_key(p, noisy_root): p for p in list_images(noisy_root, "--val-noisy folder")}
+        for path in clean_files:
+            key = _stem_key(path, clean_root)
+            match = noisy_by_key.get(key)
+            if match is None:
+                warn(f"validation: no noisy image matches {path.relative_to(clean_root)}; skipped")
+                continue
+            try:
+                clean, noisy = read_image(path), read_image(match)
+            except Exception as exc:
+                warn(f"skipping unreadable validation pair {key}: {exc}")
+                continue
+            if clean.shape != noisy.shape:
+                warn(f"validation: {key} noisy {noisy.shape[:2]} and clean {clean.shape[:2]} differ in size; skipped")
+                continue
+            pairs.append(ValPair(key, noisy, clean))
+    if not pairs:
+        raise DataError(f"no usable validation pairs in {clean_dir}")
+    return pairs
+
+
+@dataclass
+class TrainData:
+    """What the trainer needs from the folders, all checked before training starts."""
+
+    dataset: UnpairedCrops
+    validation: list[ValPair]
+    noisy_count: int
+    clean_count: int
+    description: str
+
+
+def prepare_data(
+    *,
+    clean_dir: str,
+    noisy_dir: str | None,
+    synthetic: str | None,
+    crop_size: int,
+    seed: int,
+    val_noisy_dir: str | None = None,
+    val_clean_dir: str | None = None,
+    warn: WarnFn = _no_warn,
+) -> TrainData:
+    """Scan and check every folder; DataError / UsageError (exit 2) before any training work."""
+    if noisy_dir is not None and synthetic is not None:
+        raise UsageError("give either --noisy DIR or --synthetic SPEC, not both")
+    if noisy_dir is None and synthetic is None:
+        raise UsageError("give --noisy DIR (unpaired noisy images) or --synthetic SPEC (noise made from --clean)")
+    if crop_size < 1:
+        raise UsageError(f"--crop-size must be positive, got {crop_size}")
+    noise = parse_noise(synthetic) if synthetic is not None else None
+    clean_files = list_images(clean_dir, "--clean folder")
+    if noise is not None:
+        clean_half, noisy_half = split_halves(clean_files, seed)
+        clean = scan_images(clean_half, crop_size, "clean half of --clean", warn)
+        noisy = scan_images(noisy_half, crop_size, "noisy half of --clean", warn)
+        desc = (
+            f"{len(noisy)} noisy ({noise.describe()} on one half of {clean_dir}) / "
+            f"{len(clean)} clean (the other half)"
+        )
+    else:
+        assert noisy_dir is not None
+        noisy_files = list_images(noisy_dir, "--noisy folder")
+        noisy = scan_images(noisy_files, crop_size, "--noisy", warn)
+        clean = scan_images(clean_files, crop_size, "--clean", warn)
+        desc = f"{len(noisy)} noisy ({noisy_dir}) / {len(clean)} clean ({clean_dir})"
+    validation = load_validation(val_noisy_dir, val_clean_dir, noise, seed, warn)
+    dataset = UnpairedCrops(noisy, clean, crop_size, seed, noise)
+    return TrainData(dataset, validation, len(noisy), len(clean), desc)
+
+
+def min_crop_for(disc_scales: int, disc_layers: int) -> int:
+    """Smallest crop the image discriminators accept: every scale halves the image and every
+    stride-2 layer halves it again, and the last layer needs at least one pixel."""
+    return 2**disc_layers * 2 ** max(0, disc_scales - 1)

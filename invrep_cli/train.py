@@ -1,0 +1,735 @@
+"""The LIR training loop: step order (D_R, D_X/D_Y, generators), AMP, DDP, checkpoints and resume.
+
+Progress goes through a callback taking one dict per event (``{"event": "step", ...}``), so this
+module never prints; the CLI renders the events with Rich.
+
+Run directory layout::
+
+    RUN_DIR/log.jsonl                  one JSON object per line: start/resume, step (every loss
+                                       term, lr, step time), val, checkpoint, done
+    RUN_DIR/checkpoints/step_NNNNNNNN.pt   the last ``keep_checkpoints`` checkpoints
+    RUN_DIR/last.pt                    the newest checkpoint (what --resume reads)
+    RUN_DIR/restorer.safetensors       E_X + G_Y of the newest checkpoint, for ``invrep restore``
+    RUN_DIR/samples/step_NNNNNNNN.png  rows: noisy x, restored x_ab, clean y, synthetic noisy x_ba
+
+Each iteration: ``repr_steps`` D_R steps on detached codes, one D_X/D_Y step on detached fakes, one
+generator step with every LIR loss (discriminators frozen with ``requires_grad_(False)``). The codes
+E_X(x), E_Y(y), E_X^N(x) for the discriminator steps are computed once per iteration without
+gradients: the encoders do not change during the D_R steps and, with batch statistics in train
+mode, recomputing them would give the same values (only BatchNorm running averages would be
+updated more often).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from invrep_cli import __version__
+from invrep_cli.checkpoint import TRAIN_CHECKPOINT_FORMAT, save_restorer
+from invrep_cli.config import LossWeights, ModelConfig, TrainConfig
+from invrep_cli.data import StepBatches, TrainData, ValPair, min_crop_for, prepare_data
+from invrep_cli.devices import describe_device, resolve_device
+from invrep_cli.errors import UsageError, WeightsError
+from invrep_cli.fsutil import atomic_path
+from invrep_cli.losses import (
+    background_consistency,
+    l1,
+    latent_penalty,
+    lsgan,
+    semantic_consistency,
+    weighted_total,
+)
+from invrep_cli.models import LIRNetworks, build_models
+
+Callback = Callable[[dict[str, Any]], None]
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+RESTORER_FILE = "restorer.safetensors"
+LOG_FILE = "log.jsonl"
+SAMPLES_DIR = "samples"
+
+
+# ---------------------------------------------------------------------------------------------
+# small pure helpers
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_from_env() -> DistInfo:
+    """Rank and world size as torchrun sets them (single process when absent)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_amp(spec: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 on CUDA where supported, else fp16; nothing on CPU. ``none``/``bf16``/``fp16``."""
+    spec = spec.strip().lower()
+    if spec == "none":
+        return None
+    if spec == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if spec == "bf16":
+        return torch.bfloat16
+    if spec == "fp16":
+        if device.type != "cuda":
+            raise UsageError("--amp fp16 needs a CUDA device (use bf16 or none on CPU)")
+        return torch.float16
+    raise UsageError(f"--amp {spec!r}: choose auto, none, bf16 or fp16")
+
+
+def check_crop(config: ModelConfig, crop_size: int) -> None:
+    """The crop must be a multiple of the encoders' size multiple and big enough for D_X/D_Y."""
+    if crop_size % config.size_multiple:
+        raise UsageError(f"--crop-size {crop_size} must be a multiple of {config.size_multiple}")
+    need = min_crop_for(config.disc_scales, config.disc_layers)
+    if crop_size < need:
+        raise UsageError(
+            f"--crop-size {crop_size} is too small for {config.disc_scales} discriminator scales of "
+            f"{config.disc_layers} layers (needs >= {need}); use a bigger crop or fewer --disc-scales"
+        )
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of torch, CUDA, numpy and python in types torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [str(np_state[0]), [int(v) for v in np_state[1]], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [int(py_state[0]), [int(v) for v in py_state[1]], py_state[2]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def to_image_uint8(x: torch.Tensor) -> np.ndarray:
+    """3 x H x W in [-1, 1] -> H x W x 3 uint8."""
+    arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    return arr.transpose(1, 2, 0)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    steps: int
+    out_dir: str
+    checkpoint: str | None
+    restorer: str | None
+    interrupted: bool
+    semantic_enabled: bool
+    semantic_note: str
+    device: str
+    losses: dict[str, float] = field(default_factory=dict)
+    step_times: list[float] = field(default_factory=list)
+    validation: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        times = self.step_times[1:] or self.step_times  # the first step pays for warm-up
+        data["step_time_mean"] = float(np.mean(times)) if times else None
+        data["steps_per_s"] = (1.0 / data["step_time_mean"]) if data["step_time_mean"] else None
+        data["step_times"] = [round(t, 4) for t in self.step_times[-50:]]
+        return data
+
+
+class _StopFlag:
+    """First Ctrl-C: finish the current step, write a checkpoint, stop. Second: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+
+
+class Trainer:
+    """Owns the networks, optimisers, schedulers and the loop. Build with a TrainConfig, call run()."""
+
+    def __init__(self, config: TrainConfig, callback: Callback | None = None) -> None:
+        self.cfg = config
+        self.callback = callback
+        self.dist = dist_from_env()
+        self.out = Path(config.out_dir)
+        self._log_file: Any = None
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.dist.is_main and self.callback is not None:
+            self.callback(event)
+
+    def warn(self, message: str) -> None:
+        self.emit({"event": "warning", "message": message})
+        self.log({"event": "warning", "message": message})
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        if self._log_file is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.out / LOG_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in run()
+        record = {"time": round(time.time(), 3), **record}
+        self._log_file.write(json.dumps(record, default=str) + "\n")
+        self._log_file.flush()
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def _setup_device(self) -> torch.device:
+        if self.dist.enabled:
+            import torch.distributed as td
+
+            if self.cfg.device.strip().lower() in ("auto", "cuda") and torch.cuda.is_available():
+                device = torch.device("cuda", self.dist.local_rank)
+                torch.cuda.set_device(device)
+                backend = "nccl"
+            else:
+                device = resolve_device("cpu" if self.cfg.device == "auto" else self.cfg.device)
+                backend = "gloo" if device.type == "cpu" else "nccl"
+            if not td.is_initialized():
+                td.init_process_group(backend=backend)
+            return device
+        return resolve_device(self.cfg.device)
+
+    def _check_options(self) -> None:
+        cfg = self.cfg
+        for name, value, low in (
+            ("--steps", cfg.steps, 1),
+            ("--batch-size", cfg.batch_size, 1),
+            ("--workers", cfg.workers, 0),
+            ("--checkpoint-every", cfg.checkpoint_every, 1),
+            ("--sample-every", cfg.sample_every, 1),
+            ("--val-every", cfg.val_every, 1),
+            ("--log-every", cfg.log_every, 1),
+            ("--keep", cfg.keep_checkpoints, 1),
+        ):
+            if value < low:
+                raise UsageError(f"{name} must be >= {low}, got {value}")
+        if cfg.lr <= 0 or cfg.repr_lr <= 0:
+            raise UsageError("learning rates must be positive")
+        for f in dataclasses.fields(LossWeights):
+            if getattr(cfg.losses, f.name) < 0:
+                raise UsageError(f"loss weight {f.name} must be >= 0")
+
+    def _load_resume(self) -> dict[str, Any] | None:
+        last = self.out / LAST_CHECKPOINT
+        if not self.cfg.resume:
+            if last.exists():
+                raise UsageError(f"{self.out} already holds a training run ({last}); pass --resume or another --out")
+            return None
+        if not last.is_file():
+            raise UsageError(f"--resume: no checkpoint to resume in {self.out} (expected {last})")
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise WeightsError(f"{last}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(ckpt, dict) or ckpt.get("format") != TRAIN_CHECKPOINT_FORMAT:
+            raise WeightsError(f"{last}: not an invrep training checkpoint")
+        return ckpt
+
+    def _setup_vgg(self) -> tuple[nn.Module | None, str]:
+        if self.cfg.losses.semantic == 0:
+            return None, "disabled: --w-semantic 0"
+        from invrep_cli.vgg import resolve_vgg
+
+        def progress(done: int, total: int | None) -> None:
+            self.emit({"event": "download", "what": "VGG19 weights", "done": done, "total": total})
+
+        module = None
+        if self.dist.is_main:
+            res = resolve_vgg(self.cfg.vgg_weights, progress=progress)
+        if self.dist.enabled:
+            import torch.distributed as td
+
+            td.barrier()  # rank 0 downloads into the cache; the others then read it from there
+            if not self.dist.is_main:
+                res = resolve_vgg(self.cfg.vgg_weights, allow_download=False)
+        module = res.module
+        if self.dist.enabled:
+            import torch.distributed as td
+
+            flag = torch.tensor([1 if module is not None else 0], device=self.device)
+            td.all_reduce(flag, op=td.ReduceOp.MIN)  # every rank must run the same loss
+            if int(flag.item()) == 0:
+                module = None
+        if module is None:
+            note = f"disabled: no VGG19 weights ({res.reason})"
+            self.warn(
+                f"semantic-consistency loss DISABLED (weight 0): no VGG19 weights. Tried: {res.reason}. "
+                "Pass --vgg-weights PATH to a torchvision vgg19-dcbb9e9d.pth to enable it."
+            )
+            return None, note
+        module = module.to(self.device)
+        if self.cfg.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module, f"enabled: {res.source}"
+
+    def _build(self, ckpt: dict[str, Any] | None) -> None:
+        cfg = self.cfg
+        device = self.device
+        self.nets: LIRNetworks = build_models(self.model_config)
+        for _, module in self.nets.items():
+            module.to(device)
+            if cfg.channels_last:
+                module.to(memory_format=torch.channels_last)
+        fused = {"fused": True} if device.type == "cuda" else {}
+        adam = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
+        self.opt_g = torch.optim.Adam(self.nets.generator_parameters(), lr=cfg.lr, **adam)
+        self.opt_d = torch.optim.Adam(self.nets.image_discriminator_parameters(), lr=cfg.lr, **adam)
+        self.opt_r = torch.optim.Adam(self.nets.representation_discriminator.parameters(), lr=cfg.repr_lr, **adam)
+        self.optimizers = {
+            "generators": self.opt_g,
+            "image_discriminators": self.opt_d,
+            "representation_discriminator": self.opt_r,
+        }
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+            for name, opt in self.optimizers.items()
+        }
+        scaler_on = self.amp_dtype == torch.float16
+        self.scalers = {name: torch.amp.GradScaler(device.type, enabled=scaler_on) for name in self.optimizers}
+        self.step = 0
+        if ckpt is not None:
+            for name, module in self.nets.items():
+                module.load_state_dict(ckpt["networks"][name])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(ckpt["optimizers"][name])
+            for name, sched in self.schedulers.items():
+                sched.load_state_dict(ckpt["schedulers"][name])
+            for name, scaler in self.scalers.items():
+                state = ckpt.get("scalers", {}).get(name)
+                if state and scaler_on:
+                    scaler.load_state_dict(state)
+            self.step = int(ckpt["step"])
+            set_rng_state(ckpt["rng"])
+            if self.dist.enabled and not self.dist.is_main:
+                # only rank 0's RNG state is stored; other ranks get their own distinct stream
+                torch.manual_seed(self.cfg.seed + 1000 * self.dist.rank + self.step)
+
+        # the modules whose forward feeds a backward that trains them go through DDP (and compile)
+        self.train_modules: dict[str, Any] = {}
+        for name, module in self.nets.items():
+            wrapped: Any = module
+            if self.dist.enabled:
+                from torch.nn.parallel import DistributedDataParallel as DDP
+
+                ids = [device.index] if device.type == "cuda" else None
+                wrapped = DDP(module, device_ids=ids)
+            if cfg.compile:
+                wrapped = torch.compile(wrapped)
+            self.train_modules[name] = wrapped
+
+    def _loader(self, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
+        sampler = StepBatches(self.step, self.cfg.steps, self.cfg.batch_size, self.dist.rank, self.dist.world_size)
+        kwargs: dict[str, Any] = {}
+        if self.cfg.workers > 0:
+            kwargs.update(persistent_workers=False, prefetch_factor=2)
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=self.cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            # a private generator: creating the iterator must not consume the global torch RNG,
+            # or a resumed run's latent noise would differ from an uninterrupted run's
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+            **kwargs,
+        )
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    # -- one iteration ---------------------------------------------------------------------------
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _backward_step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
+        opt, scaler = self.optimizers[name], self.scalers[name]
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if clip is not None:
+            scaler.unscale_(opt)
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        scaler.step(opt)
+        scaler.update()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One LIR iteration on noisy ``x`` and clean ``y`` (both in [-1, 1]); returns (loss terms,
+        images for samples)."""
+        nets, tm, cfg = self.nets, self.train_modules, self.cfg
+        terms: dict[str, torch.Tensor] = {}
+
+        # codes for the discriminator steps: no gradient reaches the encoders
+        with torch.no_grad(), self.autocast():
+            z_x = nets.noisy_encoder(x)
+            z_y = nets.clean_encoder(y)
+            n_x = nets.noise_encoder(x)
+        batch = x.shape[0]
+
+        # representation discriminator: 0 for noisy-image codes, 1 for clean-image codes
+        codes = torch.cat([z_x, z_y])
+        for _ in range(cfg.repr_steps):
+            with self.autocast():
+                score = tm["representation_discriminator"](codes)
+                d_repr = lsgan(score[:batch], 0.0) + lsgan(score[batch:], 1.0)
+            self._backward_step("representation_discriminator", d_repr, clip=cfg.repr_grad_clip)
+            terms["d_repr"] = d_repr.detach()
+
+        # image discriminators on detached fakes (made without a graph)
+        with torch.no_grad(), self.autocast():
+            fake_clean = nets.clean_decoder(z_x + torch.randn_like(z_x))
+            fake_noisy = nets.noisy_decoder(torch.cat([z_y + torch.randn_like(z_y), n_x + torch.randn_like(n_x)], 1))
+        with self.autocast():
+            out_x = tm["noisy_discriminator"](torch.cat([x, fake_noisy.detach()]))
+            out_y = tm["clean_discriminator"](torch.cat([y, fake_clean.detach()]))
+            d_noisy = lsgan([o[:batch] for o in out_x], 1.0) + lsgan([o[batch:] for o in out_x], 0.0)
+            d_clean = lsgan([o[:batch] for o in out_y], 1.0) + lsgan([o[batch:] for o in out_y], 0.0)
+        self._backward_step("image_discriminators", d_noisy + d_clean)
+        terms["d_noisy"] = d_noisy.detach()
+        terms["d_clean"] = d_clean.detach()
+
+        # generators: every encoder and decoder, discriminators frozen
+        discs = (nets.noisy_discriminator, nets.clean_discriminator, nets.representation_discriminator)
+        for d in discs:
+            d.requires_grad_(False)
+        try:
+            g_terms, images = self._generator_losses(x, y)
+            total = weighted_total(g_terms, self.weights)
+            self._backward_step("generators", total)
+        finally:
+            for d in discs:
+                d.requires_grad_(True)
+        terms.update({k: v.detach() for k, v in g_terms.items()})
+        terms["g_total"] = total.detach()
+        for sched in self.schedulers.values():
+            sched.step()
+        return terms, images
+
+    def _generator_losses(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        nets, tm = self.nets, self.train_modules
+        enc_x, enc_y, enc_n = tm["noisy_encoder"], tm["clean_encoder"], tm["noise_encoder"]
+        dec_x, dec_y = tm["noisy_decoder"], tm["clean_decoder"]
+
+        def noisy(z: torch.Tensor) -> torch.Tensor:  # every latent gets unit Gaussian noise before decoding
+            return z + torch.randn_like(z)
+
+        with self.autocast():
+            z_x, n_x, z_y = enc_x(x), enc_n(x), enc_y(y)
+            zx, nx, zy = noisy(z_x), noisy(n_x), noisy(z_y)
+            x_ab = dec_y(zx)  # restored
+            x_ba = dec_x(torch.cat([zy, nx], 1))  # synthetic noisy
+            x_rec = dec_x(torch.cat([zx, nx], 1))
+            y_rec = dec_y(zy)
+            z_ab, n_ba, z_ba = enc_y(x_ab), enc_n(x_ba), enc_x(x_ba)
+            x_cyc = dec_x(torch.cat([noisy(z_ab), noisy(n_ba)], 1))
+            y_cyc = dec_y(noisy(z_ba))
+
+            batch = x.shape[0]
+            repr_score = nets.representation_discriminator(torch.cat([z_x, z_y]))
+            terms = {
+                "adv_noisy": lsgan(nets.noisy_discriminator(x_ba), 1.0),
+                "adv_clean": lsgan(nets.clean_discriminator(x_ab), 1.0),
+                "repr_adv": lsgan(repr_score[:batch], 0.5) + lsgan(repr_score[batch:], 0.5),
+                "rec_noisy": l1(x_rec, x),
+                "rec_clean": l1(y_rec, y),
+                "cycle_noisy": l1(x_cyc, x),
+                "cycle_clean": l1(y_cyc, y),
+                "latent": sum(latent_penalty(z) for z in (z_x, n_x, z_y, z_ab, n_ba, z_ba)),
+                "background": background_consistency(x_ab, x) + background_consistency(x_ba, y),
+            }
+            if self.vgg is not None:
+                feats = self.vgg(torch.cat([x_ab, x_ba, x, y]))
+                f_ab, f_ba, f_x, f_y = feats.chunk(4)
+                terms["semantic"] = semantic_consistency(f_ab, f_x.detach()) + semantic_consistency(f_ba, f_y.detach())
+        images = {"x": x.detach(), "x_ab": x_ab.detach(), "y": y.detach(), "x_ba": x_ba.detach()}
+        return terms, images  # type: ignore[return-value]
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    def checkpoint_dict(self) -> dict[str, Any]:
+        cfg_dict = dataclasses.asdict(self.cfg)
+        cfg_dict["model"] = self.model_config.to_dict()
+        cfg_dict["betas"] = list(cfg_dict["betas"])
+        return {
+            "format": TRAIN_CHECKPOINT_FORMAT,
+            "invrep_version": __version__,
+            "model_config": self.model_config.to_dict(),
+            "step": self.step,
+            "networks": {name: module.state_dict() for name, module in self.nets.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "scalers": {name: s.state_dict() for name, s in self.scalers.items()},
+            "train_config": cfg_dict,
+            "rng": rng_state(),
+            "semantic_enabled": self.vgg is not None,
+            "semantic_note": self.semantic_note,
+        }
+
+    def save_checkpoint(self) -> Path:
+        ckpt_dir = self.out / CHECKPOINT_DIR
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        path = ckpt_dir / f"step_{self.step:08d}.pt"
+        with atomic_path(path) as tmp:
+            torch.save(self.checkpoint_dict(), tmp)
+        with atomic_path(self.out / LAST_CHECKPOINT) as tmp:
+            shutil.copyfile(path, tmp)
+        existing = sorted(ckpt_dir.glob("step_*.pt"))
+        for old in existing[: max(0, len(existing) - self.cfg.keep_checkpoints)]:
+            old.unlink(missing_ok=True)
+        save_restorer(
+            self.nets.restorer(),
+            self.out / RESTORER_FILE,
+            meta={"source": "invrep train", "step": self.step, "semantic_enabled": self.vgg is not None},
+        )
+        self.last_checkpoint_step = self.step
+        self.log({"event": "checkpoint", "step": self.step, "path": str(path)})
+        self.emit({"event": "checkpoint", "step": self.step, "path": str(path)})
+        return path
+
+    def save_samples(self, images: dict[str, torch.Tensor]) -> Path:
+        from PIL import Image
+
+        n = min(4, images["x"].shape[0])
+        rows = [np.concatenate([to_image_uint8(images[key][i]) for i in range(n)], axis=1) for key in ("x", "x_ab", "y", "x_ba")]
+        path = self.out / SAMPLES_DIR / f"step_{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
+        self.emit({"event": "sample", "step": self.step, "path": str(path)})
+        return path
+
+    @torch.no_grad()
+    def validate(self, pairs: list[ValPair]) -> dict[str, float]:
+        """PSNR/SSIM (skimage) of the restorer on whole validation images, BatchNorm in eval mode."""
+        from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+        restorer = self.nets.restorer().eval()
+        psnrs, ssims = [], []
+        try:
+            for pair in pairs:
+                inp = torch.from_numpy(pair.noisy.transpose(2, 0, 1)).unsqueeze(0).to(self.device)
+                with self.autocast():
+                    out = restorer(inp)
+                pred = out[0].float().cpu().numpy().transpose(1, 2, 0).astype(np.float64)
+                gt = pair.clean.astype(np.float64)
+                psnrs.append(peak_signal_noise_ratio(gt, pred, data_range=1.0))
+                ssims.append(structural_similarity(gt, pred, channel_axis=-1, data_range=1.0))
+        finally:
+            for name in ("noisy_encoder", "clean_decoder"):
+                getattr(self.nets, name).train()
+        result = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "images": len(pairs)}
+        self.log({"event": "val", "step": self.step, **result})
+        self.emit({"event": "val", "step": self.step, **result})
+        return result
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        try:
+            return self._run()
+        finally:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+            if self.dist.enabled:
+                import torch.distributed as td
+
+                if td.is_initialized():
+                    td.destroy_process_group()
+
+    def _run(self) -> TrainResult:
+        cfg = self.cfg
+        self._check_options()
+        ckpt = self._load_resume()
+        self.model_config = ModelConfig.from_dict(ckpt["model_config"]) if ckpt else cfg.model
+        if ckpt and self.model_config != cfg.model:
+            self.warn(f"--resume: using the checkpoint's model config {self.model_config.name!r}, not the options given")
+        check_crop(self.model_config, cfg.crop_size)
+        data: TrainData = prepare_data(
+            clean_dir=cfg.clean_dir,
+            noisy_dir=cfg.noisy_dir,
+            synthetic=cfg.synthetic,
+            crop_size=cfg.crop_size,
+            seed=cfg.seed,
+            val_noisy_dir=cfg.val_noisy_dir,
+            val_clean_dir=cfg.val_clean_dir,
+            warn=self.warn,
+        )
+        self.device = self._setup_device()
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        seed_everything(cfg.seed + self.dist.rank)
+        self.vgg, self.semantic_note = self._setup_vgg()
+        self.weights = cfg.losses if self.vgg is not None else dataclasses.replace(cfg.losses, semantic=0.0)
+        self._build(ckpt)
+        self.last_checkpoint_step = self.step
+        start = {
+            "event": "resume" if ckpt else "start",
+            "step": self.step,
+            "steps": cfg.steps,
+            "device": describe_device(self.device),
+            "world_size": self.dist.world_size,
+            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "none",
+            "model_config": self.model_config.to_dict(),
+            "data": data.description,
+            "validation_images": len(data.validation),
+            "semantic_enabled": self.vgg is not None,
+            "semantic_note": self.semantic_note,
+            "loss_weights": dataclasses.asdict(self.weights),
+        }
+        self.log(start)
+        self.emit(start)
+
+        result = TrainResult(
+            step=self.step,
+            steps=cfg.steps,
+            out_dir=str(self.out),
+            checkpoint=None,
+            restorer=None,
+            interrupted=False,
+            semantic_enabled=self.vgg is not None,
+            semantic_note=self.semantic_note,
+            device=describe_device(self.device),
+        )
+        loader = self._loader(data.dataset)
+        for _, module in self.nets.items():
+            module.train()
+        with _StopFlag() as stop:
+            iterator = iter(loader)
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                try:
+                    x, y = next(iterator)
+                except StopIteration:
+                    break
+                except RuntimeError:
+                    if stop.requested:  # Ctrl-C also reached the loader's workers
+                        break
+                    raise
+                terms, images = self.train_step(self._prepare(x), self._prepare(y))
+                self.step += 1
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                step_time = time.perf_counter() - t0
+                result.step_times.append(step_time)
+                event: dict[str, Any] = {"event": "step", "step": self.step, "steps": cfg.steps, "step_time": step_time}
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps or self.step == 1:
+                    losses = {k: float(v) for k, v in terms.items()}
+                    result.losses = losses
+                    record = {
+                        "event": "step",
+                        "step": self.step,
+                        "lr": self.opt_g.param_groups[0]["lr"],
+                        "lr_repr": self.opt_r.param_groups[0]["lr"],
+                        "step_time": round(step_time, 5),
+                        **losses,
+                    }
+                    self.log(record)
+                    event["losses"] = losses
+                    event["lr"] = record["lr"]
+                self.emit(event)
+                if self.dist.is_main:
+                    if self.step % cfg.sample_every == 0:
+                        self.save_samples(images)
+                    if data.validation and self.step % cfg.val_every == 0:
+                        result.validation = self.validate(data.validation)
+                    if self.step % cfg.checkpoint_every == 0:
+                        result.checkpoint = str(self.save_checkpoint())
+                if self._stop_requested(stop):
+                    result.interrupted = True
+                    break
+            del iterator
+        if self.dist.is_main and (self.last_checkpoint_step != self.step or not (self.out / LAST_CHECKPOINT).exists()):
+            result.checkpoint = str(self.save_checkpoint())
+        elif self.dist.is_main and result.checkpoint is None:
+            result.checkpoint = str(self.out / CHECKPOINT_DIR / f"step_{self.step:08d}.pt")
+        result.restorer = str(self.out / RESTORER_FILE) if self.dist.is_main else None
+        result.step = self.step
+        self.log({"event": "interrupted" if result.interrupted else "done", "step": self.step})
+        self.emit({"event": "done", **result.to_dict()})
+        return result
+
+    def _stop_requested(self, stop: _StopFlag) -> bool:
+        if not self.dist.enabled:
+            return stop.requested
+        import torch.distributed as td
+
+        # every rank must leave the loop at the same step, or the next collective would hang
+        flag = torch.tensor([1 if stop.requested else 0], device=self.device)
+        td.all_reduce(flag, op=td.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def train(config: TrainConfig, callback: Callback | None = None) -> TrainResult:
+    """Train LIR as ``config`` says; progress events go to ``callback`` (rank 0 only)."""
+    return Trainer(config, callback).run()
