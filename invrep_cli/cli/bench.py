@@ -2,8 +2,136 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
+from invrep_cli.cli.common import DeviceOpt, JsonOpt, QuietOpt, console, console_err, core_errors, print_json
+from invrep_cli.errors import UsageError
 
-def bench_command() -> None:
-    raise typer.Exit(3)
+if TYPE_CHECKING:
+    from invrep_cli.bench import BenchResult
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _sigmas(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in _split(value))
+    except ValueError:
+        raise UsageError(f"--sigma {value!r}: give numbers separated by commas, e.g. 15,25,50") from None
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _render(result: BenchResult) -> None:
+    from rich.table import Table
+
+    m = result.machine
+    title = f"invrep bench: {len(result.images)} images, " + ", ".join(
+        f"{i['name']} {i['width']}x{i['height']}" for i in result.images[:6]
+    )
+    table = Table(title=title, title_justify="left")
+    for col, justify in (
+        ("sigma", "right"), ("method", "left"), ("weights", "left"), ("backend", "left"), ("device", "left"),
+        ("precision", "left"), ("tile", "right"), ("MP/s", "right"), ("peak MB", "right"), ("PSNR", "right"),
+        ("SSIM", "right"), ("note", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    previous = None
+    for row in result.rows:
+        if previous is not None and row.sigma != previous:
+            table.add_section()
+        previous = row.sigma
+        weights = f"{row.weights} {row.weights_sha256}" if row.weights else "-"
+        note = row.skipped and f"skipped: {row.skipped}" or row.failed and f"[red]failed: {row.failed}[/red]" or ""
+        table.add_row(
+            f"{row.sigma:g}", row.method, weights, row.backend, row.device, row.precision,
+            "-" if row.tile is None else "whole" if row.tile == 0 else str(row.tile), _fmt(row.mp_per_s, 3), _fmt(row.peak_memory_mb, 0),
+            _fmt(row.psnr, 2), _fmt(row.ssim, 4), note,
+            style="dim" if row.skipped else None,
+        )
+    console.print(table)
+    cuda = m.get("cuda") or "no CUDA"
+    console.print(
+        f"machine: {m.get('processor')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')} "
+        f"({m.get('torch_threads')} threads), {cuda}, onnxruntime {m.get('onnxruntime')}",
+        highlight=False,
+    )
+    methods = sorted({r.memory_method for r in result.rows if r.memory_method})
+    if methods:
+        console.print("peak memory: " + "; ".join(methods), highlight=False)
+    for note in result.notes:
+        console.print(note, highlight=False, soft_wrap=True)
+
+
+def bench_command(
+    clean_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of clean images. Default: scikit-image's sample photos (offline)."),
+    ] = None,
+    sigma: Annotated[str, typer.Option("--sigma", help="Gaussian noise levels (0-255), comma list.")] = "15,25,50",
+    weights: Annotated[
+        list[str] | None,
+        typer.Option("--weights", "-w", help="Weights to compare (repeatable or comma list); default: bundled."),
+    ] = None,
+    backends: Annotated[str, typer.Option("--backends", help="Comma list: torch, onnx ('' none).")] = "torch,onnx",
+    precisions: Annotated[
+        str, typer.Option("--precisions", help="auto (fp32 on CPU; fp32, fp16, bf16 on CUDA) or a comma list.")
+    ] = "auto",
+    device: DeviceOpt = "auto",
+    tile: Annotated[int | None, typer.Option("--tile", help="Tile size; default: chosen by restore.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N images.")] = None,
+    gray: Annotated[bool, typer.Option("--gray", help="Convert every image to gray (Set12-style).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the added noise.")] = 0,
+    baselines: Annotated[
+        str, typer.Option("--baselines", help="Comma list of noisy, nlm, bm3d (bm3d is slow; needs invrep[bm3d]).")
+    ] = "noisy,nlm",
+    save_dir: Annotated[
+        Path | None, typer.Option("--save-dir", help="Keep clean, noisy and restored images here as PNG.")
+    ] = None,
+    in_process: Annotated[
+        bool,
+        typer.Option("--in-process", help="Run rows in this process (faster; peak memory less isolated)."),
+    ] = False,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch / ORT.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    from invrep_cli.bench import BenchConfig, run_bench
+
+    with core_errors():
+        specs: list[str | None] = [w for item in (weights or []) for w in _split(item)] or [None]
+        config = BenchConfig(
+            clean_dir=str(clean_dir) if clean_dir is not None else None,
+            sigmas=_sigmas(sigma),
+            weights=tuple(specs),
+            backends=tuple(_split(backends)),
+            precisions=tuple(_split(precisions)) or ("auto",),
+            device=device,
+            tile=tile,
+            limit=limit,
+            gray=gray,
+            seed=seed,
+            baselines=tuple(_split(baselines)),
+            save_dir=str(save_dir) if save_dir is not None else None,
+            isolate=not in_process,
+            threads=threads,
+        )
+
+        def log(msg: str) -> None:
+            if not quiet and not json_out:
+                console_err.print(f"[dim]{msg}[/dim]", highlight=False)
+
+        result = run_bench(config, log=log)
+    if json_out:
+        print_json(result.to_dict())
+    elif not quiet:
+        _render(result)
+    if result.any_failed:
+        raise typer.Exit(1)

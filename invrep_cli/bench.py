@@ -1,0 +1,893 @@
+"""Speed, memory and quality of restoration across backends, precisions and classical baselines.
+
+``run_bench(BenchConfig(...))`` adds seeded Gaussian noise to clean images, quantised to 8 bit
+exactly as a saved noisy file would be (``clip(round(clean + N(0, sigma)), 0, 255)``, clean in
+0..255), restores the same noisy images with every method asked for, and returns one row per
+(method configuration, sigma): MP/s, peak memory, and PSNR/SSIM from scikit-image (mean over the
+images), plus a description of the machine. Outputs are quantised to 8 bit before scoring too,
+as a saved restored file would be.
+
+What is measured:
+- MP/s = input megapixels / seconds inside the one-image restore call (compute + tiling + the
+  array conversions around it; no file I/O). For network rows the first image is restored once
+  untimed first (warm-up: lazy initialisation, cuDNN autotuning, ORT graph optimisation).
+- Peak memory: on CUDA with torch, ``torch.cuda.max_memory_allocated`` (reset before the run);
+  on CUDA with ONNX Runtime, the device memory the process took during the run (cudaMemGetInfo
+  before/after; ORT's arena does not shrink, so "after" is its high-water mark); on CPU, the peak
+  RSS the run added: VmHWM is reset by writing 5 to /proc/self/clear_refs, then
+  VmHWM - VmRSS(at reset). Where clear_refs is not writable, ru_maxrss - RSS(before) is used and
+  the row says so. By default each timed row runs in a fresh ``spawn`` subprocess, so allocator
+  caches left by earlier rows neither hide nor inflate its peak.
+
+Nothing here imports Typer or Rich; the CLI renders ``BenchResult``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from invrep_cli.config import ModelConfig
+from invrep_cli.errors import DataError, InvrepError, UsageError
+
+BASELINES = ("noisy", "nlm", "bm3d")
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("fp32", "fp16", "bf16")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# shipped inside scikit-image, so a bench without CLEAN_DIR runs offline anywhere
+SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "camera")
+# SSIM's 7x7 window needs at least 7 pixels a side
+MIN_SIDE = 7
+
+# OpenCV NLM filter strength h per sigma (colour: h = hColor; gray: h), chosen by the PSNR sweep
+# in tune_nlm_h on two scikit-image photos that are NOT bench images (rocket, motorcycle_left;
+# gray = their luma), templateWindowSize 7, searchWindowSize 21. Found with:
+#   python -c "from invrep_cli.bench import tune_nlm_h; print(tune_nlm_h())"
+# Other sigmas interpolate h/sigma linearly between these points (constant ratio beyond them).
+# (207 s on 2 cores). The colour optimum is h ~ 0.7 sigma at 15-25 falling to 0.5 sigma at 75; the
+# gray one is higher (~0.9 sigma at 25): OpenCV's colour NLM compares patches over three Lab channels.
+NLM_H_COLOR: dict[float, float] = {5: 3.2, 10: 6.8, 15: 10.5, 25: 17.5, 35: 23.6, 50: 28.7, 75: 37.5}
+NLM_H_GRAY: dict[float, float] = {5: 5.5, 10: 10.2, 15: 14.6, 25: 22.5, 35: 28.9, 50: 38.8, 75: 52.5}
+NLM_TEMPLATE = 7
+NLM_SEARCH = 21
+
+
+@dataclass
+class BenchConfig:
+    """Everything ``invrep bench`` needs; built by the CLI."""
+
+    #: folder of clean images; None uses scikit-image's sample photos
+    clean_dir: str | None = None
+    sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)
+    #: weights specs (registry name or path); None means the bundled default
+    weights: tuple[str | None, ...] = (None,)
+    backends: tuple[str, ...] = BACKENDS
+    #: "auto" (every precision that makes sense on each device) or some of fp32/fp16/bf16
+    precisions: tuple[str, ...] = ("auto",)
+    #: auto (CPU, plus CUDA when present) | cpu | cuda | cuda:N
+    device: str = "auto"
+    #: tile size; None lets restore choose
+    tile: int | None = None
+    #: at most this many images
+    limit: int | None = None
+    #: convert every image to gray (Set12-style benchmarks)
+    gray: bool = False
+    seed: int = 0
+    baselines: tuple[str, ...] = ("noisy", "nlm")
+    #: keep the noisy and restored images here (PNG)
+    save_dir: str | None = None
+    #: run each timed row in a fresh spawn subprocess (honest peak memory); False is faster
+    isolate: bool = True
+    #: intra-op threads for torch / ONNX Runtime; None = their defaults
+    threads: int | None = None
+
+
+@dataclass
+class BenchRow:
+    """One method configuration at one sigma. ``skipped`` holds the reason when it did not run."""
+
+    method: str
+    sigma: float
+    backend: str = "-"
+    device: str = "-"
+    precision: str = "-"
+    weights: str | None = None
+    weights_sha256: str | None = None
+    tile: int | None = None
+    images: int = 0
+    megapixels: float = 0.0
+    seconds: float | None = None
+    mp_per_s: float | None = None
+    peak_memory_mb: float | None = None
+    memory_method: str | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+    #: set when the row did not run: the configuration is unavailable here (exit 0)
+    skipped: str | None = None
+    #: set when the row was available but failed while running (exit 1)
+    failed: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        parts = [self.method]
+        if self.weights:
+            parts.append(self.weights)
+        if self.backend != "-":
+            parts += [self.backend, self.device.split(" ")[0], self.precision]
+        return "-".join(parts)
+
+
+@dataclass
+class BenchResult:
+    rows: list[BenchRow]
+    machine: dict[str, Any]
+    config: dict[str, Any]
+    images: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def any_failed(self) -> bool:
+        return any(r.failed for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": [dataclasses.asdict(r) for r in self.rows],
+            "machine": self.machine,
+            "config": self.config,
+            "images": self.images,
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------- noise, images, metrics
+
+
+def add_noise(clean: np.ndarray, sigma: float, seed: int | Sequence[int]) -> np.ndarray:
+    """uint8 clean image -> uint8 noisy image: clip(round(clean + N(0, sigma)), 0, 255).
+
+    The same (clean, sigma, seed) always gives the same noisy image; quantising to 8 bit makes it
+    what a real noisy file would hold (the clipping matters at sigma 50 near black and white).
+    """
+    if clean.dtype != np.uint8:
+        raise ValueError(f"clean image must be uint8, got {clean.dtype}")
+    rng = np.random.default_rng(seed)
+    noisy = clean.astype(np.float64) + rng.normal(0.0, float(sigma), clean.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def noise_seed(seed: int, image_index: int, sigma: float) -> list[int]:
+    """Seed for one image at one sigma: independent across images and sigmas, fixed by ``seed``."""
+    return [int(seed), int(image_index), int(round(float(sigma) * 1000))]
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float image -> uint8, rounded and clipped as writing an 8-bit file would."""
+    return np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def image_metrics(clean: np.ndarray, test: np.ndarray) -> tuple[float, float]:
+    """(PSNR, SSIM) of two uint8 images (H x W or H x W x 3) with scikit-image, data range 255."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    if clean.shape != test.shape:
+        raise ValueError(f"shape mismatch: clean {clean.shape} vs test {test.shape}")
+    psnr = float(peak_signal_noise_ratio(clean, test, data_range=255))
+    channel_axis = -1 if clean.ndim == 3 else None
+    ssim = float(structural_similarity(clean, test, data_range=255, channel_axis=channel_axis))
+    return psnr, ssim
+
+
+def _as_uint8_array(image: Any, gray: bool) -> np.ndarray:
+    """PIL image -> uint8 H x W (gray) or H x W x 3 (colour); orientation applied, alpha dropped,
+    16-bit scaled to 8 (the bench scores 8-bit files)."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I"):
+        arr = np.asarray(image).astype(np.float64)
+        if arr.max() > 255:
+            arr = arr / 257.0
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return arr[..., 0] if arr.ndim == 3 else arr
+    if gray or image.mode in ("L", "LA", "1"):
+        return np.asarray(image.convert("L"))
+    return np.asarray(image.convert("RGB"))
+
+
+def load_clean_images(
+    clean_dir: str | os.PathLike[str] | None, limit: int | None = None, gray: bool = False
+) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """[(name, uint8 image)] from a folder (sorted, recursive) or scikit-image's sample photos.
+
+    Returns the images and notes about files left out (unreadable or smaller than SSIM's window).
+    """
+    notes: list[str] = []
+    images: list[tuple[str, np.ndarray]] = []
+    if clean_dir is None:
+        import skimage.data
+        from PIL import Image
+
+        for name in SAMPLE_IMAGES:
+            if limit is not None and len(images) >= limit:
+                break
+            arr = getattr(skimage.data, name)()
+            images.append((name, _as_uint8_array(Image.fromarray(arr), gray)))
+        return images, notes
+
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(clean_dir)
+    if not root.is_dir():
+        raise DataError(f"clean image folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
+    for path in files:
+        if limit is not None and len(images) >= limit:
+            break
+        try:
+            with Image.open(path) as im:
+                arr = _as_uint8_array(im, gray)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            notes.append(f"{path}: left out, cannot be read ({exc})")
+            continue
+        if min(arr.shape[:2]) < MIN_SIDE:
+            notes.append(f"{path}: left out, smaller than {MIN_SIDE} pixels a side (SSIM window)")
+            continue
+        images.append((str(path.relative_to(root)), arr))
+    if not images:
+        raise DataError(f"no usable images in {root}: " + "; ".join(notes))
+    return images, notes
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def nlm_h(sigma: float, gray: bool) -> float:
+    """The NLM filter strength for ``sigma`` from the tuned tables (see NLM_H_COLOR)."""
+    table = NLM_H_GRAY if gray else NLM_H_COLOR
+    sigmas = np.array(sorted(table), dtype=np.float64)
+    ratios = np.array([table[s] / s for s in sorted(table)], dtype=np.float64)
+    return float(sigma) * float(np.interp(float(sigma), sigmas, ratios))
+
+
+def nlm_denoise(noisy: np.ndarray, h: float) -> np.ndarray:
+    """OpenCV non-local means on a uint8 image (colour: h for luma and chroma alike)."""
+    import cv2
+
+    if noisy.ndim == 2:
+        return cv2.fastNlMeansDenoising(noisy, None, h=float(h), templateWindowSize=NLM_TEMPLATE,
+                                        searchWindowSize=NLM_SEARCH)
+    # OpenCV's colour NLM works in Lab on BGR input; our arrays are RGB, so flip in and out
+    bgr = np.ascontiguousarray(noisy[..., ::-1])
+    out = cv2.fastNlMeansDenoisingColored(bgr, None, float(h), float(h), NLM_TEMPLATE, NLM_SEARCH)
+    return np.ascontiguousarray(out[..., ::-1])
+
+
+def bm3d_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
+    """BM3D (the ``bm3d`` package, extra ``invrep[bm3d]``) with the true sigma; uint8 in and out."""
+    import bm3d
+
+    z = noisy.astype(np.float64) / 255.0
+    if noisy.ndim == 2:
+        out = bm3d.bm3d(z, sigma_psd=float(sigma) / 255.0)
+    else:
+        out = bm3d.bm3d_rgb(z, sigma_psd=float(sigma) / 255.0)
+    return to_uint8(np.asarray(out).reshape(noisy.shape))
+
+
+def tune_nlm_h(
+    sigmas: Sequence[float] = (5, 10, 15, 25, 35, 50, 75), seed: int = 1234
+) -> dict[str, dict[float, float]]:
+    """Pick NLM's h per sigma by PSNR on two scikit-image photos that are not bench images.
+
+    Ratios h/sigma on a 0.1 grid, then refined by 0.025 around the best; returns
+    ``{"color": {sigma: h}, "gray": {sigma: h}}`` (h rounded to 0.1).
+    """
+    import skimage.data
+    from PIL import Image
+
+    photos = [skimage.data.rocket(), skimage.data.stereo_motorcycle()[0]]
+    sets = {
+        "color": photos,
+        "gray": [np.asarray(Image.fromarray(p).convert("L")) for p in photos],
+    }
+    out: dict[str, dict[float, float]] = {}
+    for kind, cleans in sets.items():
+        out[kind] = {}
+        for sigma in sigmas:
+            noisies = [add_noise(c, sigma, noise_seed(seed, i, sigma)) for i, c in enumerate(cleans)]
+
+            def score(h: float, cleans: list[np.ndarray] = cleans, noisies: list[np.ndarray] = noisies) -> float:
+                pairs = zip(cleans, noisies, strict=True)
+                return float(np.mean([image_metrics(c, nlm_denoise(n, h))[0] for c, n in pairs]))
+
+            scores = {r: score(sigma * r) for r in np.round(np.arange(0.3, 1.51, 0.1), 3)}
+            best = max(scores, key=scores.__getitem__)
+            for r in (best - 0.05, best - 0.025, best + 0.025, best + 0.05):
+                if r > 0 and r not in scores:
+                    scores[round(float(r), 3)] = score(sigma * r)
+            best = max(scores, key=scores.__getitem__)
+            out[kind][float(sigma)] = round(float(sigma * best), 1)
+    return out
+
+
+# --------------------------------------------------------------------------- cost model
+
+
+def restorer_macs_per_pixel(config: ModelConfig | str, size: int = 64) -> float:
+    """Multiply-accumulates of the restorer per input pixel, counted by forward hooks on every conv.
+
+    Counts out_elements x (in_channels / groups) x kernel area for each nn.Conv2d on a random
+    ``size`` x ``size`` RGB input (a multiple of the size multiple, so no padding is counted).
+    Norms, activations, upsampling and the residual adds are left out: they are a few operations
+    per element against hundreds of MACs. ``lir`` gives 1,083,776 (about 2.17 GFLOP per MP).
+    """
+    import torch
+    from torch import nn
+
+    from invrep_cli.config import model_preset
+    from invrep_cli.models.restorer import Restorer
+
+    if isinstance(config, str):
+        config = model_preset(config)
+    size = max(size, config.size_multiple) // config.size_multiple * config.size_multiple
+    restorer = Restorer(config).eval()
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(module, nn.Conv2d)
+        kh, kw = module.kernel_size
+        total += output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in restorer.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            restorer(torch.rand(1, 3, size, size))
+    finally:
+        for h in handles:
+            h.remove()
+    return total / float(size * size)
+
+
+# --------------------------------------------------------------------------- memory probes
+
+
+def _proc_status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _CpuPeak:
+    """Peak RSS added between start() and stop(), in bytes (see the module docstring)."""
+
+    def start(self) -> None:
+        self.reset = _reset_peak_rss()
+        self.rss0 = _proc_status_kb("VmRSS")
+        if self.rss0 is None:
+            # no /proc: ru_maxrss is all there is (kB on Linux, bytes on macOS)
+            self.rss0 = 0
+        self.maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def stop(self) -> tuple[float | None, str]:
+        hwm = _proc_status_kb("VmHWM")
+        if self.reset and hwm is not None:
+            return max(0, hwm - (self.rss0 or 0)) * 1024.0, "peak RSS added (VmHWM after clear_refs)"
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        unit = 1.0 if sys.platform == "darwin" else 1024.0
+        if maxrss > self.maxrss0:
+            return max(0, maxrss * unit - (self.rss0 or 0) * 1024.0), "ru_maxrss - RSS before (includes loading)"
+        return None, "ru_maxrss did not rise during the run (peak set earlier in the process)"
+
+
+# --------------------------------------------------------------------------- one timed job
+
+
+@dataclass
+class _Job:
+    """A method over every noisy image at every sigma; picklable so it can run in a subprocess."""
+
+    method: str  # "nlm" | "bm3d" | "model"
+    noisy: dict[float, list[np.ndarray]]
+    gray_flags: list[bool]
+    weights_path: str | None = None
+    backend: str = "-"
+    device: str = "cpu"
+    precision: str = "fp32"
+    tile: int | None = None
+    threads: int | None = None
+
+
+@dataclass
+class _JobResult:
+    outputs: dict[float, list[np.ndarray]] = field(default_factory=dict)
+    seconds: dict[float, float] = field(default_factory=dict)
+    peak_bytes: float | None = None
+    memory_method: str | None = None
+    tile: int | None = None
+    device: str | None = None
+    precision: str | None = None
+    skipped: str | None = None
+    failed: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _run_job(job: _Job) -> _JobResult:
+    """Run one job here; exceptions become skipped (unavailable) or failed rows, never escape."""
+    result = _JobResult(detail={"pid": os.getpid()})
+    try:
+        if job.method == "nlm":
+            _run_baseline(job, result, lambda img, sigma, gray: nlm_denoise(img, nlm_h(sigma, gray)))
+        elif job.method == "bm3d":
+            try:
+                import bm3d  # noqa: F401
+            except ImportError:
+                result.skipped = "the bm3d package is not installed (pip install 'invrep[bm3d]')"
+                return result
+            _run_baseline(job, result, lambda img, sigma, gray: bm3d_denoise(img, sigma))
+        elif job.method == "model":
+            _run_model(job, result)
+        else:
+            raise ValueError(f"unknown job method {job.method!r}")
+    except _Unavailable as exc:
+        result.skipped = str(exc)
+    except InvrepError as exc:
+        result.failed = str(exc)
+    except Exception as exc:  # a row that breaks is reported in the table; the bench goes on
+        result.failed = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+class _Unavailable(Exception):
+    """This configuration cannot run on this machine (reported as a skipped row)."""
+
+
+def _run_baseline(job: _Job, result: _JobResult, fn: Callable[[np.ndarray, float, bool], np.ndarray]) -> None:
+    probe = _CpuPeak()
+    probe.start()
+    # warm-up on a corner of the first image: library and thread-pool start-up stay out of MP/s
+    first_sigma = next(iter(job.noisy))
+    fn(np.ascontiguousarray(job.noisy[first_sigma][0][:64, :64]), first_sigma, job.gray_flags[0])
+    for sigma, noisies in job.noisy.items():
+        outs, total = [], 0.0
+        for img, gray in zip(noisies, job.gray_flags, strict=True):
+            t0 = time.perf_counter()
+            outs.append(fn(img, sigma, gray))
+            total += time.perf_counter() - t0
+        result.outputs[sigma] = outs
+        result.seconds[sigma] = total
+    result.peak_bytes, result.memory_method = probe.stop()
+    result.device = "cpu"
+
+
+def _run_model(job: _Job, result: _JobResult) -> None:
+    import torch
+
+    from invrep_cli.backends import make_backend
+    from invrep_cli.restore import RestoreOptions, choose_tile, restore_pixels
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    cuda = job.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise _Unavailable(f"{job.device}: no CUDA GPU here")
+    if job.precision in ("fp16", "bf16") and not cuda:
+        raise _Unavailable(f"{job.precision} is only run on CUDA (on CPU it is slow or wrong), so not on {job.device}")
+    if job.precision == "bf16" and job.backend == "onnx":
+        raise _Unavailable("bf16 has no ONNX Runtime path here (fp32 or fp16 models only)")
+    if job.precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise _Unavailable("bf16 is not supported by this GPU")
+
+    free_before = torch.cuda.mem_get_info()[0] if cuda and job.backend == "onnx" else 0
+    try:
+        backend = make_backend(job.weights_path, backend=job.backend, device=job.device, precision=job.precision,
+                               threads=job.threads)
+    except (ImportError, InvrepError) as exc:
+        raise _Unavailable(f"{job.backend} on {job.device} at {job.precision}: {exc}") from exc
+    # the tile restore would choose (or --tile), with restore's default overlap between tiles
+    overlap = RestoreOptions().tile_overlap
+    choice = choose_tile(backend, overlap, job.tile)
+    result.tile = choice.tile
+    result.detail.update(overlap=overlap, batch_size=choice.batch_size, tile_reason=choice.reason)
+    actual = str(getattr(backend, "device", job.device))
+    # ORT backends report the execution provider that runs; keep the device and name the provider
+    result.device = f"{job.device} (ORT {actual.replace('ExecutionProvider', '')})" if "Provider" in actual else actual
+    result.precision = str(getattr(backend, "precision", job.precision))
+    if job.precision != "auto" and result.precision != job.precision:
+        # the backend fell back (e.g. fp16 check failed): report it rather than mislabel the row
+        result.detail["requested_precision"] = job.precision
+
+    def restore_one(img: np.ndarray) -> np.ndarray:
+        pixels = img.astype(np.float32) / 255.0
+        if pixels.ndim == 2:
+            pixels = pixels[..., None]
+        out = restore_pixels(pixels, backend, choice.tile, overlap, choice.batch_size)
+        return to_uint8(out.reshape(img.shape))
+
+    probe: _CpuPeak | None = None
+    if cuda and job.backend == "torch":
+        torch.cuda.reset_peak_memory_stats()
+    elif not cuda:
+        probe = _CpuPeak()
+        probe.start()
+    first_sigma = next(iter(job.noisy))
+    restore_one(job.noisy[first_sigma][0])  # warm-up, untimed
+    for sigma, noisies in job.noisy.items():
+        outs, total = [], 0.0
+        for img in noisies:
+            t0 = time.perf_counter()
+            outs.append(restore_one(img))
+            total += time.perf_counter() - t0
+        result.outputs[sigma] = outs
+        result.seconds[sigma] = total
+    # a half-precision backend may have fallen back to fp32 during the run (NaN/inf output)
+    result.precision = str(getattr(backend, "precision", result.precision))
+
+    if probe is not None:
+        result.peak_bytes, result.memory_method = probe.stop()
+    elif job.backend == "torch":
+        result.peak_bytes = float(torch.cuda.max_memory_allocated())
+        result.memory_method = "torch.cuda.max_memory_allocated"
+    else:
+        result.peak_bytes = float(max(0, free_before - torch.cuda.mem_get_info()[0]))
+        result.memory_method = "device memory taken during the run (cudaMemGetInfo; ORT arena)"
+
+
+def _execute(job: _Job, isolate: bool) -> _JobResult:
+    if not isolate:
+        return _run_job(job)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            return pool.submit(_run_job, job).result()
+    except BrokenProcessPool as exc:  # killed (out of memory) or crashed in native code
+        return _JobResult(failed=f"the benchmark subprocess died ({exc})")
+
+
+# --------------------------------------------------------------------------- planning rows
+
+
+@dataclass
+class _ModelRowSpec:
+    backend: str
+    device: str
+    precision: str
+    skipped: str | None = None
+
+
+def plan_model_rows(
+    backends: Sequence[str], precisions: Sequence[str], device: str, cuda_available: bool, providers: Sequence[str]
+) -> list[_ModelRowSpec]:
+    """Which (backend, device, precision) rows to run, and which to list as skipped with a reason.
+
+    ``auto`` precisions: torch fp32 on CPU, fp32/fp16/bf16 on CUDA; onnx fp32 on the CPU provider,
+    fp32/fp16 on a GPU provider (onnx_backend picks TensorRT where installed, else CUDA; the row
+    records which ran). Explicit precisions that cannot run (fp16 on CPU) become skipped rows.
+    """
+    dev = device.strip().lower()
+    if dev == "auto":
+        devices = ["cpu"] + (["cuda"] if cuda_available else [])
+    elif dev == "cpu" or dev.startswith("cuda"):
+        devices = [dev]
+    else:
+        raise UsageError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
+    auto = "auto" in precisions
+    specs: list[_ModelRowSpec] = []
+    for backend in backends:
+        for d in devices:
+            on_cuda = d.startswith("cuda")
+            if backend == "torch":
+                natural = ["fp32", "fp16", "bf16"] if on_cuda else ["fp32"]
+                wanted = natural if auto else list(precisions)
+                for p in wanted:
+                    reason = None
+                    if on_cuda and not cuda_available:
+                        reason = f"{d}: no CUDA GPU here"
+                    elif p != "fp32" and not on_cuda:
+                        reason = f"{p} is only run on CUDA, never on CPU"
+                    specs.append(_ModelRowSpec("torch", d, p, reason))
+            elif backend == "onnx":
+                natural = ["fp32", "fp16"] if on_cuda else ["fp32"]
+                wanted = natural if auto else list(precisions)
+                for p in wanted:
+                    reason = None
+                    if on_cuda and "CUDAExecutionProvider" not in providers:
+                        reason = "ONNX Runtime has no CUDAExecutionProvider here"
+                    elif on_cuda and not cuda_available:
+                        reason = f"{d}: no CUDA GPU here"
+                    elif p != "fp32" and not on_cuda:
+                        reason = f"{p} is only run on CUDA, never on CPU"
+                    elif p == "bf16":
+                        reason = "bf16 has no ONNX Runtime path here (fp32 or fp16 models only)"
+                    specs.append(_ModelRowSpec("onnx", d, p, reason))
+            else:
+                raise UsageError(f"--backends: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    return specs
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, Any]:
+    """What ran the bench: enough to compare numbers across machines."""
+    import cv2
+    import skimage
+    import torch
+
+    from invrep_cli import __version__
+
+    info: dict[str, Any] = {
+        "invrep": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "scikit_image": skimage.__version__,
+    }
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = ort.__version__
+        info["onnxruntime_providers"] = list(ort.get_available_providers())
+    except ImportError:
+        info["onnxruntime"] = None
+        info["onnxruntime_providers"] = []
+    try:
+        from importlib.metadata import version
+
+        info["bm3d"] = version("bm3d")
+    except Exception:
+        info["bm3d"] = None
+    return info
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    from invrep_cli.fsutil import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _fill_row(
+    row: BenchRow, result: _JobResult, cleans: list[np.ndarray], sigma: float, megapixels: float
+) -> None:
+    row.tile = result.tile
+    if result.device:
+        row.device = result.device
+    if result.precision:
+        row.precision = result.precision
+    row.detail.update(result.detail)
+    if result.skipped:
+        row.skipped = result.skipped
+        return
+    if result.failed:
+        row.failed = result.failed
+        return
+    outs = result.outputs[sigma]
+    scores = [image_metrics(c, o) for c, o in zip(cleans, outs, strict=True)]
+    row.psnr = float(np.mean([s[0] for s in scores]))
+    row.ssim = float(np.mean([s[1] for s in scores]))
+    row.detail["psnr_per_image"] = [round(s[0], 4) for s in scores]
+    row.images = len(outs)
+    row.megapixels = megapixels
+    row.seconds = result.seconds[sigma]
+    row.mp_per_s = megapixels / row.seconds if row.seconds > 0 else None
+    row.peak_memory_mb = result.peak_bytes / 2**20 if result.peak_bytes is not None else None
+    row.memory_method = result.memory_method
+
+
+def _describe_weights(spec: str | None) -> tuple[Path, str, str]:
+    """(path, display name, sha256 short) for a weights spec."""
+    from invrep_cli.fsutil import sha256_file
+    from invrep_cli.weights import resolve_weights
+
+    path = Path(resolve_weights(spec))
+    name = spec if spec and os.sep not in spec and not Path(spec).suffix else path.stem
+    return path, name, sha256_file(path)[:12]
+
+
+def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> BenchResult:
+    """Noise the clean images, restore them with every method, score them; one row per method x sigma."""
+    log = log or (lambda _msg: None)
+    for b in config.baselines:
+        if b not in BASELINES:
+            raise UsageError(f"--baselines: unknown baseline {b!r}; choose from {', '.join(BASELINES)}")
+    for p in config.precisions:
+        if p != "auto" and p not in PRECISIONS:
+            raise UsageError(f"--precisions: unknown precision {p!r}; choose auto or {', '.join(PRECISIONS)}")
+    if not config.sigmas or any(s <= 0 for s in config.sigmas):
+        raise UsageError("--sigma: give one or more positive noise levels (0-255 scale), e.g. 15,25,50")
+    if config.tile is not None and config.tile < 8:
+        raise UsageError("--tile must be at least 8 pixels")
+
+    images, notes = load_clean_images(config.clean_dir, config.limit, config.gray)
+    names = [n for n, _ in images]
+    cleans = [a for _, a in images]
+    gray_flags = [a.ndim == 2 for a in cleans]
+    megapixels = sum(a.shape[0] * a.shape[1] for a in cleans) / 1e6
+    sigmas = [float(s) for s in config.sigmas]
+    noisy = {s: [add_noise(c, s, noise_seed(config.seed, i, s)) for i, c in enumerate(cleans)] for s in sigmas}
+    log(f"{len(cleans)} images, {megapixels:.3g} MP, sigma {', '.join(f'{s:g}' for s in sigmas)}")
+
+    machine = machine_info()
+    rows: list[BenchRow] = []
+    save_root = Path(config.save_dir) if config.save_dir else None
+    if save_root is not None:
+        _save_inputs(save_root, names, cleans, noisy)
+
+    def save_outputs(label: str, outputs: dict[float, list[np.ndarray]]) -> None:
+        # written as each job finishes, so restored images are not all held until the end
+        if save_root is None:
+            return
+        for s, outs in outputs.items():
+            for i, img in enumerate(outs):
+                _save_png(save_root / f"sigma{s:g}" / _safe(label) / f"{i:03d}.png", img)
+
+    def add_rows(template: BenchRow, result: _JobResult) -> None:
+        for s in sigmas:
+            row = dataclasses.replace(template, sigma=s, detail=dict(template.detail))
+            _fill_row(row, result, cleans, s, megapixels)
+            rows.append(row)
+        if result.outputs and template.method != "noisy":
+            save_outputs(template.label(), result.outputs)
+
+    if "noisy" in config.baselines:
+        add_rows(BenchRow(method="noisy", sigma=0.0), _JobResult(outputs=noisy, seconds={s: 0.0 for s in sigmas}))
+        for r in rows:  # nothing was computed: no speed or memory to report
+            r.mp_per_s = r.seconds = None
+    for method in ("nlm", "bm3d"):
+        if method in config.baselines:
+            log(f"running {method}")
+            result = _execute(_Job(method=method, noisy=noisy, gray_flags=gray_flags), config.isolate)
+            backend = "opencv" if method == "nlm" else "bm3d"
+            template = BenchRow(method=method, sigma=0.0, backend=backend, device="cpu", precision="fp32")
+            if method == "nlm":
+                template.detail["h"] = {f"{s:g}": round(nlm_h(s, gray=False), 2) for s in sigmas}
+                template.detail["h_gray"] = {f"{s:g}": round(nlm_h(s, gray=True), 2) for s in sigmas}
+            add_rows(template, result)
+
+    if config.backends:
+        import torch
+
+        specs = plan_model_rows(config.backends, config.precisions, config.device, torch.cuda.is_available(),
+                                machine.get("onnxruntime_providers", []))
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            from invrep_cli.devices import resolve_device
+
+            resolve_device(config.device)  # raises DeviceError: a required GPU is absent (exit 2)
+        with tempfile.TemporaryDirectory(prefix="invrep-bench-") as tmp:
+            for spec_w in config.weights:
+                rows.extend(_model_rows(spec_w, specs, config, noisy, gray_flags, cleans, sigmas, megapixels,
+                                        Path(tmp), log, save_outputs))
+
+    order = {s: i for i, s in enumerate(sigmas)}
+    rows.sort(key=lambda r: order[r.sigma])  # stable: method order kept within each sigma
+    cfg = dataclasses.asdict(config)
+    cfg["isolate"] = config.isolate
+    image_info = [{"name": n, "height": int(a.shape[0]), "width": int(a.shape[1]),
+                   "channels": 1 if a.ndim == 2 else int(a.shape[2])} for n, a in images]
+    notes.append("MP/s: input megapixels / seconds of the one-image restore call (compute + tiling, no file I/O); "
+                 "network rows after one untimed warm-up image")
+    return BenchResult(rows=rows, machine=machine, config=cfg, images=image_info, notes=notes)
+
+
+def _model_rows(
+    spec_w: str | None,
+    specs: list[_ModelRowSpec],
+    config: BenchConfig,
+    noisy: dict[float, list[np.ndarray]],
+    gray_flags: list[bool],
+    cleans: list[np.ndarray],
+    sigmas: list[float],
+    megapixels: float,
+    tmp: Path,
+    log: Callable[[str], None],
+    on_outputs: Callable[[str, dict[float, list[np.ndarray]]], None],
+) -> list[BenchRow]:
+    weights_path, wname, wsha = _describe_weights(spec_w)
+    is_onnx = weights_path.suffix.lower() == ".onnx"
+    onnx_files: dict[bool, Path | str] = {}  # fp16 -> exported file, or the reason export failed
+    if is_onnx:
+        onnx_files[False] = weights_path
+        onnx_files[True] = weights_path
+    collected: list[BenchRow] = []
+    for spec in specs:
+        template = BenchRow(method="invrep", sigma=0.0, backend=spec.backend, device=spec.device,
+                            precision=spec.precision, weights=wname, weights_sha256=wsha, tile=config.tile)
+        result: _JobResult
+        if spec.skipped:
+            result = _JobResult(skipped=spec.skipped)
+        elif spec.backend == "torch" and is_onnx:
+            result = _JobResult(skipped="weights are ONNX; the torch backend needs .safetensors or .pt weights")
+        else:
+            path: Path | str = weights_path
+            if spec.backend == "onnx":
+                fp16 = spec.precision == "fp16"
+                if fp16 not in onnx_files:
+                    out = tmp / f"{_safe(wname)}-{'fp16' if fp16 else 'fp32'}.onnx"
+                    onnx_files[fp16] = _export_for_bench(weights_path, out, fp16)
+                path = onnx_files[fp16]
+            if isinstance(path, str):
+                result = _JobResult(skipped=path)
+            else:
+                log(f"running invrep {wname} {spec.backend} {spec.device} {spec.precision}")
+                job = _Job(method="model", noisy=noisy, gray_flags=gray_flags, weights_path=str(path),
+                           backend=spec.backend, device=spec.device, precision=spec.precision, tile=config.tile,
+                           threads=config.threads)
+                result = _execute(job, config.isolate)
+        for s in sigmas:
+            row = dataclasses.replace(template, sigma=s, detail={})
+            _fill_row(row, result, cleans, s, megapixels)
+            collected.append(row)
+        if result.outputs:
+            on_outputs(collected[-1].label(), result.outputs)
+    return collected
+
+
+def _export_for_bench(weights: Path, out: Path, fp16: bool) -> Path | str:
+    """Export once per weights and precision; returns the .onnx path, or why it could not be made."""
+    try:
+        from invrep_cli.export import export_onnx
+    except ImportError as exc:
+        return f"ONNX export is not available ({exc})"
+    try:
+        export_onnx(weights, out, opset=17, fp16=fp16)
+    except Exception as exc:  # an export problem skips the ONNX rows, not the bench
+        return f"ONNX export failed ({type(exc).__name__}: {exc})"
+    return out
+
+
+def _save_inputs(root: Path, names: list[str], cleans: list[np.ndarray], noisy: dict[float, list[np.ndarray]]) -> None:
+    """Clean and noisy images as PNG, and index.txt saying which number is which input file."""
+    for i, clean in enumerate(cleans):
+        _save_png(root / "clean" / f"{i:03d}.png", clean)
+    for s, images in noisy.items():
+        for i, img in enumerate(images):
+            _save_png(root / f"sigma{s:g}" / "noisy" / f"{i:03d}.png", img)
+    (root / "index.txt").write_text("".join(f"{i:03d}\t{n}\n" for i, n in enumerate(names)), encoding="utf-8")
