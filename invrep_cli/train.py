@@ -127,7 +127,13 @@ def rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [str(np_state[0]), [int(v) for v in np_state[1]], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            str(np_state[0]),
+            [int(v) for v in np_state[1]],
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "python": [int(py_state[0]), [int(v) for v in py_state[1]], py_state[2]],
     }
 
@@ -422,59 +428,75 @@ class Trainer:
         scaler.step(opt)
         scaler.update()
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """One LIR iteration on noisy ``x`` and clean ``y`` (both in [-1, 1]); returns (loss terms,
-        images for samples)."""
-        nets, tm, cfg = self.nets, self.train_modules, self.cfg
-        terms: dict[str, torch.Tensor] = {}
-
-        # codes for the discriminator steps: no gradient reaches the encoders
+    def encode_for_discriminators(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """E_X(x), E_Y(y), E_X^N(x) without a graph: the discriminator steps must not reach the encoders."""
+        nets = self.nets
         with torch.no_grad(), self.autocast():
-            z_x = nets.noisy_encoder(x)
-            z_y = nets.clean_encoder(y)
-            n_x = nets.noise_encoder(x)
-        batch = x.shape[0]
+            return {"z_x": nets.noisy_encoder(x), "z_y": nets.clean_encoder(y), "n_x": nets.noise_encoder(x)}
 
-        # representation discriminator: 0 for noisy-image codes, 1 for clean-image codes
-        codes = torch.cat([z_x, z_y])
-        for _ in range(cfg.repr_steps):
-            with self.autocast():
-                score = tm["representation_discriminator"](codes)
-                d_repr = lsgan(score[:batch], 0.0) + lsgan(score[batch:], 1.0)
-            self._backward_step("representation_discriminator", d_repr, clip=cfg.repr_grad_clip)
-            terms["d_repr"] = d_repr.detach()
+    def representation_step(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One D_R step: target 0 for noisy-image codes, 1 for clean-image codes (LSGAN), grad-norm clipped."""
+        batch = codes["z_x"].shape[0]
+        both = torch.cat([codes["z_x"], codes["z_y"]]).detach()
+        with self.autocast():
+            score = self.train_modules["representation_discriminator"](both)
+            loss = lsgan(score[:batch], 0.0) + lsgan(score[batch:], 1.0)
+        self._backward_step("representation_discriminator", loss, clip=self.cfg.repr_grad_clip)
+        return loss.detach()
 
-        # image discriminators on detached fakes (made without a graph)
+    def image_discriminator_step(
+        self, x: torch.Tensor, y: torch.Tensor, codes: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """One D_X/D_Y step: real images target 1, detached fakes target 0, summed over scales."""
+        nets, tm = self.nets, self.train_modules
+        z_x, z_y, n_x = codes["z_x"], codes["z_y"], codes["n_x"]
         with torch.no_grad(), self.autocast():
             fake_clean = nets.clean_decoder(z_x + torch.randn_like(z_x))
             fake_noisy = nets.noisy_decoder(torch.cat([z_y + torch.randn_like(z_y), n_x + torch.randn_like(n_x)], 1))
+        batch = x.shape[0]
         with self.autocast():
+            # real and fake in one batch: one DDP forward per discriminator (they have no BatchNorm)
             out_x = tm["noisy_discriminator"](torch.cat([x, fake_noisy.detach()]))
             out_y = tm["clean_discriminator"](torch.cat([y, fake_clean.detach()]))
             d_noisy = lsgan([o[:batch] for o in out_x], 1.0) + lsgan([o[batch:] for o in out_x], 0.0)
             d_clean = lsgan([o[:batch] for o in out_y], 1.0) + lsgan([o[batch:] for o in out_y], 0.0)
         self._backward_step("image_discriminators", d_noisy + d_clean)
-        terms["d_noisy"] = d_noisy.detach()
-        terms["d_clean"] = d_clean.detach()
+        return {"d_noisy": d_noisy.detach(), "d_clean": d_clean.detach()}
 
-        # generators: every encoder and decoder, discriminators frozen
+    def generator_step(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One step of all encoders and decoders on the weighted LIR objective, discriminators frozen."""
+        nets = self.nets
         discs = (nets.noisy_discriminator, nets.clean_discriminator, nets.representation_discriminator)
         for d in discs:
             d.requires_grad_(False)
         try:
-            g_terms, images = self._generator_losses(x, y)
-            total = weighted_total(g_terms, self.weights)
+            terms, images = self.generator_losses(x, y)
+            total = weighted_total(terms, self.weights)
             self._backward_step("generators", total)
         finally:
             for d in discs:
                 d.requires_grad_(True)
-        terms.update({k: v.detach() for k, v in g_terms.items()})
-        terms["g_total"] = total.detach()
+        out = {k: v.detach() for k, v in terms.items()}
+        out["g_total"] = total.detach()
+        return out, images
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One LIR iteration on noisy ``x`` and clean ``y`` (both in [-1, 1]): ``repr_steps`` D_R
+        steps, one D_X/D_Y step, one generator step. Returns (loss terms, images for samples)."""
+        codes = self.encode_for_discriminators(x, y)
+        terms: dict[str, torch.Tensor] = {}
+        for _ in range(self.cfg.repr_steps):
+            terms["d_repr"] = self.representation_step(codes)
+        terms.update(self.image_discriminator_step(x, y, codes))
+        g_terms, images = self.generator_step(x, y)
+        terms.update(g_terms)
         for sched in self.schedulers.values():
             sched.step()
         return terms, images
 
-    def _generator_losses(
+    def generator_losses(
         self, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         nets, tm = self.nets, self.train_modules
@@ -561,7 +583,10 @@ class Trainer:
         from PIL import Image
 
         n = min(4, images["x"].shape[0])
-        rows = [np.concatenate([to_image_uint8(images[key][i]) for i in range(n)], axis=1) for key in ("x", "x_ab", "y", "x_ba")]
+        rows = [
+            np.concatenate([to_image_uint8(images[key][i]) for i in range(n)], axis=1)
+            for key in ("x", "x_ab", "y", "x_ba")
+        ]
         path = self.out / SAMPLES_DIR / f"step_{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
@@ -608,13 +633,17 @@ class Trainer:
                 if td.is_initialized():
                     td.destroy_process_group()
 
-    def _run(self) -> TrainResult:
+    def setup(self) -> TrainData:
+        """Check options and data, pick the device, build networks and optimisers (or load them
+        from RUN_DIR/last.pt with --resume). Raises UsageError/DataError before any training."""
         cfg = self.cfg
         self._check_options()
         ckpt = self._load_resume()
         self.model_config = ModelConfig.from_dict(ckpt["model_config"]) if ckpt else cfg.model
         if ckpt and self.model_config != cfg.model:
-            self.warn(f"--resume: using the checkpoint's model config {self.model_config.name!r}, not the options given")
+            self.warn(
+                f"--resume: using the checkpoint's model config {self.model_config.name!r}, not the options given"
+            )
         check_crop(self.model_config, cfg.crop_size)
         data: TrainData = prepare_data(
             clean_dir=cfg.clean_dir,
@@ -649,7 +678,11 @@ class Trainer:
         }
         self.log(start)
         self.emit(start)
+        return data
 
+    def _run(self) -> TrainResult:
+        cfg = self.cfg
+        data = self.setup()
         result = TrainResult(
             step=self.step,
             steps=cfg.steps,

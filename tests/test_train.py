@@ -1,0 +1,245 @@
+"""End-to-end training through the CLI: checkpoints, logs, exact resume, Ctrl-C, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from invrep_cli.checkpoint import load_restorer
+from invrep_cli.cli import app
+from invrep_cli.config import LossWeights, ModelConfig, TrainConfig
+from invrep_cli.train import Trainer
+from tests.conftest import write_images
+
+runner = CliRunner()
+
+# width 4, one residual block, 2 discriminator scales of 4 layers: crops of 32 are the minimum
+TINY = ["--config", "lir-lite", "--width", "4", "--res-blocks", "1", "--disc-scales", "2"]
+
+
+@pytest.fixture(autouse=True)
+def _no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VGG lookups see an empty cache and a server that is not there: nothing leaves the machine."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("INVREP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("INVREP_VGG_WEIGHTS", raising=False)
+    monkeypatch.setenv("INVREP_VGG_URL", f"http://127.0.0.1:{port}/vgg19-dcbb9e9d.pth")
+
+
+@pytest.fixture
+def clean_dir(tmp_path: Path) -> Path:
+    write_images(tmp_path / "clean", 6, size=(40, 40))
+    return tmp_path / "clean"
+
+
+def run_train(out: Path, clean: Path, *extra: str) -> Any:
+    args = [
+        "train",
+        "--clean",
+        str(clean),
+        "--synthetic",
+        "gaussian:25",
+        "--out",
+        str(out),
+        *TINY,
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "32",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
+    return runner.invoke(app, args)
+
+
+def step_records(out: Path) -> dict[int, dict[str, Any]]:
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in records if r["event"] == "step"}
+
+
+def test_three_steps_write_checkpoint(tmp_path: Path, clean_dir: Path) -> None:
+    out = tmp_path / "run"
+    result = run_train(
+        out,
+        clean_dir,
+        "--steps",
+        "3",
+        "--workers",
+        "1",
+        "--sample-every",
+        "3",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--keep",
+        "2",
+    )
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["format"] == "invrep-train-checkpoint/1"
+    assert ckpt["step"] == 3
+    assert len(ckpt["networks"]) == 8
+    assert set(ckpt["optimizers"]) == {"generators", "image_discriminators", "representation_discriminator"}
+    assert ckpt["model_config"]["width"] == 4
+    assert ckpt["semantic_enabled"] is False and "no VGG19 weights" in ckpt["semantic_note"]
+    assert isinstance(ckpt["rng"]["numpy"][1], list)
+    assert ckpt["train_config"]["losses"]["semantic"] == 1.0
+    # only the last --keep checkpoints stay
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002.pt", "step_00000003.pt"]
+    records = step_records(out)
+    assert sorted(records) == [1, 2, 3]
+    for key in (
+        "d_repr",
+        "d_noisy",
+        "d_clean",
+        "adv_noisy",
+        "adv_clean",
+        "repr_adv",
+        "rec_noisy",
+        "rec_clean",
+        "cycle_noisy",
+        "cycle_clean",
+        "latent",
+        "background",
+        "g_total",
+        "lr",
+        "step_time",
+    ):
+        assert key in records[3], key
+    assert "semantic" not in records[3]  # disabled, not silently random
+    log = (out / "log.jsonl").read_text()
+    assert "semantic-consistency loss DISABLED" in log
+    assert (out / "samples" / "step_00000003.png").is_file()
+    restorer, meta = load_restorer(out / "restorer.safetensors")
+    assert meta["step"] == 3
+    assert restorer(torch.rand(1, 3, 13, 17)).shape == (1, 3, 13, 17)
+
+
+def test_resume_gives_the_same_losses(tmp_path: Path, clean_dir: Path) -> None:
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run_train(full, clean_dir, "--steps", "3", "--log-every", "1").exit_code == 0
+    assert run_train(part, clean_dir, "--steps", "2", "--log-every", "1").exit_code == 0
+    assert torch.load(part / "last.pt", weights_only=True)["step"] == 2
+    resumed = run_train(part, clean_dir, "--steps", "3", "--log-every", "1", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = step_records(full)[3], step_records(part)[3]
+    terms = [k for k in a if k not in ("time", "step_time", "event")]
+    assert len(terms) > 10
+    for key in terms:
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    # and the weights end up the same
+    wa = torch.load(full / "last.pt", weights_only=True)["networks"]["clean_decoder"]
+    wb = torch.load(part / "last.pt", weights_only=True)["networks"]["clean_decoder"]
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6) for k in wa)
+
+
+def test_json_output(tmp_path: Path, clean_dir: Path) -> None:
+    result = run_train(tmp_path / "run", clean_dir, "--steps", "2", "--json", "--w-semantic", "0")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["step"] == 2 and len(data["step_times"]) == 2 and data["steps_per_s"] > 0
+    assert data["semantic_note"] == "disabled: --w-semantic 0"
+
+
+def test_validation_with_synthetic_noise(tmp_path: Path, clean_dir: Path) -> None:
+    write_images(tmp_path / "val", 2, size=(24, 20), seed=5)
+    result = run_train(
+        tmp_path / "run",
+        clean_dir,
+        "--steps",
+        "2",
+        "--val-clean",
+        str(tmp_path / "val"),
+        "--val-every",
+        "2",
+        "--w-semantic",
+        "0",
+    )
+    assert result.exit_code == 0, result.output
+    vals = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in vals if r["event"] == "val"]
+    assert len(vals) == 1 and vals[0]["images"] == 2 and 0 < vals[0]["psnr"] < 100 and -1 <= vals[0]["ssim"] <= 1
+
+
+def test_ctrl_c_writes_a_checkpoint(tmp_path: Path, clean_dir: Path, tiny_config: ModelConfig) -> None:
+    def callback(event: dict[str, Any]) -> None:
+        if event["event"] == "step" and event["step"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        clean_dir=str(clean_dir),
+        synthetic="gaussian:25",
+        model=tiny_config,
+        steps=5,
+        batch_size=2,
+        crop_size=16,
+        workers=0,
+        device="cpu",
+        losses=LossWeights(semantic=0.0),
+    )
+    result = Trainer(cfg, callback).run()
+    assert result.interrupted and result.step == 1
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 1
+
+
+def _exit(result: Any) -> tuple[int, str]:
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "does not exist"),
+        ("empty", "is empty"),
+        ("no_images", "no image files"),
+        ("too_small", "at least 32x32"),
+        ("both", "not both"),
+        ("bad_spec", "expected gaussian"),
+        ("bad_crop", "multiple of 4"),
+        ("resume_nothing", "no checkpoint to resume"),
+    ],
+)
+def test_bad_input_exit_2(tmp_path: Path, clean_dir: Path, case: str, message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "readme.txt").write_text("no images here")
+    write_images(tmp_path / "small", 2, size=(16, 16))
+    out = tmp_path / "run"
+    base = ["train", "--out", str(out), *TINY, "--crop-size", "32", "--steps", "1", "--device", "cpu"]
+    args = {
+        "missing": ["--clean", str(tmp_path / "nope"), "--synthetic", "gaussian:25"],
+        "empty": ["--clean", str(clean_dir), "--noisy", str(tmp_path / "empty")],
+        "no_images": ["--clean", str(tmp_path / "text"), "--synthetic", "gaussian:25"],
+        "too_small": ["--clean", str(clean_dir), "--noisy", str(tmp_path / "small")],
+        "both": ["--clean", str(clean_dir), "--noisy", str(clean_dir), "--synthetic", "gaussian:25"],
+        "bad_spec": ["--clean", str(clean_dir), "--synthetic", "gauss:25"],
+        "bad_crop": ["--clean", str(clean_dir), "--synthetic", "gaussian:25", "--crop-size", "34"],
+        "resume_nothing": ["--clean", str(clean_dir), "--synthetic", "gaussian:25", "--resume"],
+    }[case]
+    code, output = _exit(runner.invoke(app, base + args))
+    assert code == 2, output
+    assert message in " ".join(output.split()), output
+    assert not (out / "last.pt").exists()
+
+
+def test_existing_run_needs_resume(tmp_path: Path, clean_dir: Path) -> None:
+    out = tmp_path / "run"
+    assert run_train(out, clean_dir, "--steps", "1", "--w-semantic", "0").exit_code == 0
+    code, output = _exit(run_train(out, clean_dir, "--steps", "1", "--w-semantic", "0"))
+    assert code == 2 and "--resume" in output
