@@ -1,0 +1,240 @@
+"""Inference backends behind one small interface: PyTorch here, ONNX Runtime in ``onnx_backend``.
+
+A backend runs N x 3 x H x W float32 batches in [0, 1] (H, W multiples of ``size_multiple``) and
+says what actually ran (``device``, ``precision``) so logs and JSON records are honest. Device
+policy: ``auto`` takes CUDA when present, ``cuda`` without a GPU is an error (never a silent CPU
+fallback); precision ``auto`` is bf16 (fp16 where bf16 is unsupported) on CUDA and fp32 on CPU;
+fp16 on CPU is refused. Half-precision output with NaN/inf is recomputed in fp32 with a warning.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from invrep_cli.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+BACKEND_CHOICES = ("torch", "onnx")
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
+#: after this many fp32 recomputations the backend stays in fp32 (half precision is not working)
+_MAX_HALF_FALLBACKS = 3
+
+
+class Backend(Protocol):
+    name: str  # "torch" or "onnx"
+    device: str  # what actually runs, e.g. "cpu (2 threads)", "cuda:0 (NVIDIA H100)", "CPUExecutionProvider"
+    precision: str  # "fp32" | "fp16" | "bf16" actually in use
+    size_multiple: int  # tiles must be multiples of this (4 for the default shape)
+    context_margin: int  # px of context each tile needs so its centre equals whole-image output
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...  # N x 3 x H x W float32 in [0,1] -> same
+
+
+def theoretical_margin(receptive_field: int, size_multiple: int) -> int:
+    """Half the receptive field, rounded up to the size multiple: enough context for exactness."""
+    half = math.ceil(receptive_field / 2)
+    return -(-half // size_multiple) * size_multiple
+
+
+class TorchBackend:
+    """The restorer in PyTorch, from a ``.safetensors`` or ``invrep train`` ``.pt`` file."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        weights: str | Path,
+        device: str = "auto",
+        precision: str = "auto",
+        threads: int | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        import torch
+
+        from invrep_cli.checkpoint import load_restorer
+        from invrep_cli.devices import describe_device, resolve_device
+        from invrep_cli.models import receptive_field
+
+        if precision not in PRECISION_CHOICES:
+            raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
+        if threads is not None:
+            if threads < 1:
+                raise UsageError(f"--threads {threads}: must be >= 1")
+            torch.set_num_threads(threads)
+        self.torch_device = resolve_device(device)
+        on_cuda = self.torch_device.type == "cuda"
+        if precision == "auto":
+            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "fp32"
+        if precision == "fp16" and not on_cuda:
+            raise UsageError("--precision fp16 on CPU is refused (slow and prone to black images); use fp32 or bf16")
+        self.precision = precision
+        self.on_warning = on_warning or log.warning
+        self.half_fallbacks = 0
+
+        model, meta = load_restorer(weights)
+        self.meta: dict[str, Any] = meta
+        self.config = model.config
+        self.weights_path = Path(weights)
+        self.size_multiple = model.size_multiple
+        self.receptive_field = receptive_field(model.config)
+        stored = meta.get("context_margin")
+        self.context_margin = (
+            int(stored) if isinstance(stored, (int, float)) and stored >= 0
+            else theoretical_margin(self.receptive_field, self.size_multiple)
+        )
+        # channels_last lets cuDNN pick its faster NHWC kernels; on CPU it is no gain
+        self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+        self.model_fp32 = model.to(self.torch_device, memory_format=self.memory_format).eval()
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        self.model = (
+            self.model_fp32 if precision == "fp32" else copy.deepcopy(self.model_fp32).to(dtype=self.dtype)
+        )
+        self.device = describe_device(self.torch_device)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        with torch.inference_mode():
+            x = x.to(self.torch_device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            y = self.model(x.to(self.dtype))
+            if self.precision != "fp32" and not bool(torch.isfinite(y).all()):
+                y = self._fp32_fallback(x)
+            return y.float().cpu().numpy()
+
+    def _fp32_fallback(self, x: Any) -> Any:
+        self.half_fallbacks += 1
+        message = f"{self.precision} output had NaN/inf: batch recomputed in fp32"
+        if self.half_fallbacks >= _MAX_HALF_FALLBACKS:
+            message += f"; switching to fp32 for the rest of the run ({self.half_fallbacks} fallbacks)"
+            self.model, self.precision = self.model_fp32, "fp32"
+            import torch
+
+            self.dtype = torch.float32
+        self.on_warning(message)
+        return self.model_fp32(x)
+
+    def bytes_per_pixel(self) -> float:
+        """Peak inference memory per input pixel: measured on CUDA, estimated on CPU."""
+        import torch
+
+        element = 4 if self.precision == "fp32" else 2
+        if self.torch_device.type != "cuda":
+            # the widest full-resolution stage holds about 10 x width channels at once (upsampled
+            # input, its padded copy, conv output, norm output), in fp32 on CPU
+            return 10.0 * self.config.width * element
+        side = 8 * self.size_multiple * 8
+        probe = np.zeros((1, self.config.image_channels, side, side), dtype=np.float32)
+        torch.cuda.synchronize(self.torch_device)
+        before = torch.cuda.memory_allocated(self.torch_device)
+        torch.cuda.reset_peak_memory_stats(self.torch_device)
+        self.run(probe)
+        peak = torch.cuda.max_memory_allocated(self.torch_device) - before
+        return max(peak / (side * side), 4.0 * self.config.width * element)
+
+    def free_memory(self) -> int:
+        """Bytes free for activations on this backend's device."""
+        import torch
+
+        if self.torch_device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.torch_device)
+            return int(free)
+        return available_ram()
+
+    def release_memory(self) -> None:
+        """Hand cached CUDA blocks back after an out-of-memory error, before a retry."""
+        import torch
+
+        if self.torch_device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def make_backend(
+    weights: str | Path,
+    backend: str = "torch",
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+) -> Backend:
+    """Build the backend that runs ``weights`` (``.safetensors``/``.pt`` for torch, ``.onnx`` for onnx)."""
+    if backend == "torch":
+        if Path(weights).suffix == ".onnx":
+            raise UsageError(f"{weights} is an ONNX model: use --backend onnx")
+        return TorchBackend(weights, device, precision, threads)
+    if backend == "onnx":
+        try:
+            from invrep_cli.onnx_backend import OnnxBackend
+        except ImportError as exc:
+            raise UsageError(f"the ONNX Runtime backend is not available ({exc})") from exc
+        return OnnxBackend(weights, device, precision, threads)
+    raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+
+
+def available_ram() -> int:
+    """Bytes of RAM available now (psutil is not a dependency): /proc/meminfo, else sysconf."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30  # no way to ask (e.g. Windows without psutil): assume a modest 4 GiB
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA or ONNX Runtime out-of-memory, whatever type the library raised it as."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "failed to allocate memory" in text
+
+
+def measure_context_margin(
+    run_fn: Callable[[np.ndarray], np.ndarray],
+    size_multiple: int,
+    tol: float = 0.5 / 255,
+    max_margin: int = 96,
+    core: int = 16,
+    channels: int = 3,
+    seed: int = 0,
+) -> int:
+    """Smallest margin (a multiple of ``size_multiple``) for which a tile's core equals the
+    whole-image output to within ``tol`` (max abs difference).
+
+    The test image is smooth structure plus Gaussian noise, what a denoiser sees. The effective
+    receptive field is usually much smaller than the theoretical one, so storing the measured
+    margin in the weights metadata (``context_margin``) makes tiling cheaper. Returns
+    ``max_margin`` (rounded up) when no smaller margin passes.
+    """
+    max_margin = -(-max_margin // size_multiple) * size_multiple
+    core = -(-core // size_multiple) * size_multiple
+    # room for the largest margin on both sides, plus the same again so the core is far from borders
+    side = core + 4 * max_margin
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    smooth = [
+        0.5 + 0.4 * np.sin(8 * (rng.random() * xx + rng.random() * yy) + 6 * rng.random()) for _ in range(channels)
+    ]
+    image = np.clip(np.stack(smooth) + rng.normal(0, 0.1, (channels, side, side)), 0, 1).astype(np.float32)[None]
+    whole = run_fn(image)[0]
+    c0 = (side // 2 // size_multiple) * size_multiple
+    c1 = c0 + core
+    for margin in range(0, max_margin + 1, size_multiple):
+        tile = run_fn(np.ascontiguousarray(image[:, :, c0 - margin : c1 + margin, c0 - margin : c1 + margin]))[0]
+        centre = tile[:, margin : margin + core, margin : margin + core]
+        if float(np.abs(centre - whole[:, c0:c1, c0:c1]).max()) <= tol:
+            return margin
+    return max_margin
