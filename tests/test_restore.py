@@ -52,7 +52,7 @@ def run_json(*args: str | Path) -> tuple[int, dict]:
 def test_folder_keeps_subfolders_gray_and_alpha(tmp_path: Path, weights: Path) -> None:
     src = tmp_path / "in"
     write_images(src, 2)
-    write_images(src / "sub" / "deeper", 1, mode="L")
+    write_images(src / "sub" / "déjà vu", 1, mode="L")  # non-ASCII folder names too
     write_images(src / "rgba", 1, mode="RGBA")
     (src / "notes.txt").write_text("not an image")
     code, summary = run_json(src, tmp_path / "out", "--weights", weights)
@@ -60,9 +60,9 @@ def test_folder_keeps_subfolders_gray_and_alpha(tmp_path: Path, weights: Path) -
     assert summary["backend"] == "torch" and summary["precision"] == "fp32" and summary["device"].startswith("cpu")
     out = tmp_path / "out"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
-        "img_000.png", "img_001.png", "rgba/img_000.png", "sub/deeper/img_000.png"
+        "img_000.png", "img_001.png", "rgba/img_000.png", "sub/déjà vu/img_000.png"
     ]
-    assert Image.open(out / "sub/deeper/img_000.png").mode == "L"
+    assert Image.open(out / "sub/déjà vu/img_000.png").mode == "L"
     rgba_in, rgba_out = Image.open(src / "rgba/img_000.png"), Image.open(out / "rgba/img_000.png")
     assert rgba_out.mode == "RGBA" and np.array_equal(np.asarray(rgba_in)[..., 3], np.asarray(rgba_out)[..., 3])
     restored = np.asarray(Image.open(out / "img_000.png")).astype(int)
@@ -74,6 +74,8 @@ def test_human_output_and_exit_code(tmp_path: Path, weights: Path) -> None:
     code, out, _ = invoke(tmp_path / "in", tmp_path / "out", "--weights", weights, "--tile", "16")
     assert code == 0
     assert "device" in out and "precision" in out and "tile 16 px" in out and "processed" in out
+    code, out, err = invoke(tmp_path / "in", tmp_path / "quiet", "--weights", weights, "--quiet")
+    assert code == 0 and out == "" and err == ""
 
 
 def test_tiled_run_equals_whole_image_run(tmp_path: Path, weights: Path) -> None:
