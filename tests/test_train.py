@@ -18,6 +18,7 @@ from invrep_cli.cli import app
 from invrep_cli.config import LossWeights, ModelConfig, TrainConfig
 from invrep_cli.train import Trainer
 from tests.conftest import write_images
+from tests.test_vgg import fake_vgg_state
 
 runner = CliRunner()
 
@@ -148,6 +149,20 @@ def test_resume_gives_the_same_losses(tmp_path: Path, clean_dir: Path) -> None:
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6) for k in wa)
 
 
+def test_semantic_loss_with_vgg_weights(tmp_path: Path, clean_dir: Path) -> None:
+    vgg = tmp_path / "vgg.pth"
+    torch.save(fake_vgg_state(), vgg)
+    out = tmp_path / "run"
+    result = run_train(out, clean_dir, "--steps", "1", "--vgg-weights", str(vgg), "--w-semantic", "2")
+    assert result.exit_code == 0, result.output
+    assert torch.load(out / "last.pt", weights_only=True)["semantic_enabled"] is True
+    record = step_records(out)[1]
+    assert record["semantic"] > 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    start = next(r for r in records if r["event"] == "start")
+    assert start["loss_weights"]["semantic"] == 2.0 and start["semantic_note"].startswith("enabled")
+
+
 def test_json_output(tmp_path: Path, clean_dir: Path) -> None:
     result = run_train(tmp_path / "run", clean_dir, "--steps", "2", "--json", "--w-semantic", "0")
     assert result.exit_code == 0, result.output
@@ -213,6 +228,8 @@ def _exit(result: Any) -> tuple[int, str]:
         ("bad_spec", "expected gaussian"),
         ("bad_crop", "multiple of 4"),
         ("resume_nothing", "no checkpoint to resume"),
+        ("vgg_missing", "VGG19 weights not found"),
+        ("cuda", "no CUDA GPU"),
     ],
 )
 def test_bad_input_exit_2(tmp_path: Path, clean_dir: Path, case: str, message: str) -> None:
@@ -231,7 +248,18 @@ def test_bad_input_exit_2(tmp_path: Path, clean_dir: Path, case: str, message: s
         "bad_spec": ["--clean", str(clean_dir), "--synthetic", "gauss:25"],
         "bad_crop": ["--clean", str(clean_dir), "--synthetic", "gaussian:25", "--crop-size", "34"],
         "resume_nothing": ["--clean", str(clean_dir), "--synthetic", "gaussian:25", "--resume"],
+        "vgg_missing": [
+            "--clean",
+            str(clean_dir),
+            "--synthetic",
+            "gaussian:25",
+            "--vgg-weights",
+            str(tmp_path / "x.pth"),
+        ],
+        "cuda": ["--clean", str(clean_dir), "--synthetic", "gaussian:25", "--device", "cuda"],
     }[case]
+    if case == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     code, output = _exit(runner.invoke(app, base + args))
     assert code == 2, output
     assert message in " ".join(output.split()), output

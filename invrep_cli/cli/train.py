@@ -30,7 +30,9 @@ def _opt(*names: str, help: str, panel: str = _RUN, **kw: Any) -> Any:
 def train_command(
     out: Annotated[Path, _opt("--out", "-o", help="Run directory (log, checkpoints, samples, restorer).")],
     clean: Annotated[Path, _opt("--clean", help="Folder of clean images (read recursively).", panel=_DATA)],
-    noisy: Annotated[Path | None, _opt("--noisy", help="Folder of noisy images, unpaired with --clean.", panel=_DATA)] = None,
+    noisy: Annotated[
+        Path | None, _opt("--noisy", help="Folder of noisy images, unpaired with --clean.", panel=_DATA)
+    ] = None,
     synthetic: Annotated[
         str | None,
         _opt(
@@ -48,13 +50,24 @@ def train_command(
         _opt("--val-clean", help="Validation clean images (alone: noise from --synthetic, fixed seed).", panel=_DATA),
     ] = None,
     crop_size: Annotated[int, _opt("--crop-size", help="Random square crop size.", panel=_DATA)] = 64,
-    workers: Annotated[int, _opt("--workers", help="DataLoader worker processes (0: load in the main process).", panel=_DATA)] = 2,
-    config: Annotated[str, _opt("--config", help="Model preset: lir (paper) or lir-lite (half width).", panel=_MODEL)] = "lir",
-    width: Annotated[int | None, _opt("--width", help="Override the first conv width.", panel=_MODEL)] = None,
-    res_blocks: Annotated[int | None, _opt("--res-blocks", help="Override residual blocks per encoder/decoder.", panel=_MODEL)] = None,
-    disc_scales: Annotated[int | None, _opt("--disc-scales", help="Override discriminator scales.", panel=_MODEL)] = None,
+    workers: Annotated[
+        int, _opt("--workers", help="DataLoader worker processes (0: load in the main process).", panel=_DATA)
+    ] = 2,
+    config: Annotated[
+        str, _opt("--config", help="Model preset: lir (paper) or lir-lite (half width).", panel=_MODEL)
+    ] = "lir",
+    width: Annotated[
+        int | None, _opt("--width", help="Override the first conv width (generators and discriminators).", panel=_MODEL)
+    ] = None,
+    res_blocks: Annotated[
+        int | None, _opt("--res-blocks", help="Override residual blocks per encoder/decoder.", panel=_MODEL)
+    ] = None,
+    disc_scales: Annotated[
+        int | None, _opt("--disc-scales", help="Override discriminator scales.", panel=_MODEL)
+    ] = None,
     decoder_norm: Annotated[
-        str | None, _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL)
+        str | None,
+        _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL),
     ] = None,
     steps: Annotated[int, _opt("--steps", help="Training iterations.")] = 300_000,
     batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = 16,
@@ -70,10 +83,16 @@ def train_command(
     w_cycle: Annotated[float, _opt("--w-cycle", help="Cross-cycle L1 weight.", panel=_LOSS)] = 10.0,
     w_latent: Annotated[float, _opt("--w-latent", help="mean(z^2) latent penalty weight.", panel=_LOSS)] = 0.01,
     w_background: Annotated[float, _opt("--w-background", help="Background (blurred L1) weight.", panel=_LOSS)] = 5.0,
-    w_semantic: Annotated[float, _opt("--w-semantic", help="Semantic (VGG19 conv4_1) weight; 0 disables.", panel=_LOSS)] = 1.0,
+    w_semantic: Annotated[
+        float, _opt("--w-semantic", help="Semantic (VGG19 conv4_1) weight; 0 disables.", panel=_LOSS)
+    ] = 1.0,
     vgg_weights: Annotated[
         Path | None,
-        _opt("--vgg-weights", help="torchvision vgg19-dcbb9e9d.pth (else $INVREP_VGG_WEIGHTS, the cache, a download).", panel=_LOSS),
+        _opt(
+            "--vgg-weights",
+            help="torchvision vgg19-dcbb9e9d.pth (else $INVREP_VGG_WEIGHTS, the cache, a download).",
+            panel=_LOSS,
+        ),
     ] = None,
     checkpoint_every: Annotated[int, _opt("--checkpoint-every", help="Write a checkpoint every N steps.")] = 1000,
     keep: Annotated[int, _opt("--keep", help="Checkpoints kept in RUN_DIR/checkpoints (plus last.pt).")] = 3,
@@ -81,7 +100,9 @@ def train_command(
     val_every: Annotated[int, _opt("--val-every", help="Validate every N steps (with validation images).")] = 1000,
     log_every: Annotated[int, _opt("--log-every", help="Write losses to log.jsonl every N steps.")] = 10,
     amp: Annotated[str, _opt("--amp", help="auto (bf16/fp16 on CUDA, none on CPU) | none | bf16 | fp16.")] = "auto",
-    channels_last: Annotated[bool, _opt("--channels-last", help="Use channels-last memory format (faster on GPUs).")] = False,
+    channels_last: Annotated[
+        bool, _opt("--channels-last", help="Use channels-last memory format (faster on GPUs).")
+    ] = False,
     compile: Annotated[bool, _opt("--compile", help="torch.compile the networks.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -94,7 +115,11 @@ def train_command(
             raise _usage(f"--decoder-norm {decoder_norm!r}: choose channel, batch or layer")
         try:
             model = model_preset(
-                config, width=width, disc_width=width, n_res_blocks=res_blocks, disc_scales=disc_scales,
+                config,
+                width=width,
+                disc_width=width,
+                n_res_blocks=res_blocks,
+                disc_scales=disc_scales,
                 decoder_norm=decoder_norm,
             )
         except KeyError as exc:
@@ -111,8 +136,13 @@ def train_command(
             val_clean_dir=str(val_clean) if val_clean else None,
             model=model,
             losses=LossWeights(
-                domain_adv=w_domain_adv, repr_adv=w_repr_adv, self_rec=w_self_rec, cycle=w_cycle,
-                latent=w_latent, background=w_background, semantic=w_semantic,
+                domain_adv=w_domain_adv,
+                repr_adv=w_repr_adv,
+                self_rec=w_self_rec,
+                cycle=w_cycle,
+                latent=w_latent,
+                background=w_background,
+                semantic=w_semantic,
             ),
             steps=steps,
             batch_size=batch_size,
@@ -145,7 +175,10 @@ def train_command(
         print_json(result.to_dict())
     elif not quiet:
         line = f"step {result.step}/{result.steps}  checkpoint {result.checkpoint}  restorer {result.restorer}"
-        console.print(("[yellow]interrupted[/yellow]; " if result.interrupted else "[green]done[/green]: ") + line, highlight=False)
+        console.print(
+            ("[yellow]interrupted[/yellow]; " if result.interrupted else "[green]done[/green]: ") + line,
+            highlight=False,
+        )
     if result.interrupted:
         raise typer.Exit(130)
 
@@ -156,7 +189,51 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
-_MAIN_LOSSES = ("g_total", "rec_noisy", "cycle_noisy", "adv_clean", "d_clean", "d_repr")
+#: (log key, short label) of the losses shown under the progress bar
+_MAIN_LOSSES = (
+    ("g_total", "G"),
+    ("rec_noisy", "recX"),
+    ("rec_clean", "recY"),
+    ("cycle_noisy", "cycX"),
+    ("adv_clean", "advY"),
+    ("d_clean", "DY"),
+    ("d_noisy", "DX"),
+    ("d_repr", "DR"),
+    ("semantic", "sem"),
+)
+
+
+def _make_progress() -> Any:
+    """A Rich progress bar (steps, steps/s, elapsed, ETA) with one line of losses under it."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class TrainProgress(Progress):
+        losses_line = ""
+
+        def get_renderables(self) -> Any:
+            yield self.make_tasks_table(self.tasks)
+            if self.losses_line:
+                yield Text(self.losses_line, overflow="ellipsis", no_wrap=True, style="dim")
+
+    return TrainProgress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=None),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console_err,
+        expand=False,
+    )
 
 
 class _Progress:
@@ -168,32 +245,11 @@ class _Progress:
         self.bar: Any = None
         self.task: Any = None
         self.download_task: Any = None
+        self.avg_step_time: float | None = None
 
     def __enter__(self) -> _Progress:
         if self.show:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[losses]}"),
-                console=console_err,
-                transient=False,
-            )
+            self.bar = _make_progress()
             self.bar.__enter__()
         return self
 
@@ -211,26 +267,27 @@ class _Progress:
             return
         if kind == "download":
             if self.download_task is None:
-                self.download_task = self.bar.add_task(event["what"], total=event["total"], rate="", losses="")
+                self.download_task = self.bar.add_task(event["what"], total=event["total"], rate="")
             self.bar.update(self.download_task, completed=event["done"], total=event["total"])
         elif kind in ("start", "resume"):
-            console_err.print(
-                f"{'resuming at step ' + str(event['step']) if kind == 'resume' else 'training'} "
-                f"{event['model_config']['name']} on {event['device']} (amp {event['amp']}, "
-                f"{event['world_size']} process(es)); data: {event['data']}; semantic loss {event['semantic_note']}",
+            what = f"resuming at step {event['step']}:" if kind == "resume" else "training"
+            semantic = "on" if event["semantic_enabled"] else "[yellow]OFF[/yellow]"
+            self.bar.console.print(
+                f"{what} {event['model_config']['name']} on {event['device']}, amp {event['amp']}, "
+                f"{event['world_size']} process(es); {event['data']}; semantic loss {semantic}",
                 highlight=False,
                 soft_wrap=True,
             )
-            self.task = self.bar.add_task("train", total=event["steps"], completed=event["step"], rate="", losses="")
-            self._t0 = None
+            self.task = self.bar.add_task("train", total=event["steps"], completed=event["step"], rate="")
         elif kind == "step" and self.task is not None:
-            fields: dict[str, str] = {}
-            dt = event["step_time"]
-            fields["rate"] = f"{1.0 / dt:.2f} step/s" if dt > 0 else ""
+            dt = float(event["step_time"])
+            # a moving average: single steps jitter with data loading and checkpoints
+            self.avg_step_time = dt if self.avg_step_time is None else 0.9 * self.avg_step_time + 0.1 * dt
+            rate = 1.0 / self.avg_step_time if self.avg_step_time > 0 else 0.0
             if "losses" in event:
                 losses = event["losses"]
-                fields["losses"] = " ".join(f"{k}={losses[k]:.3f}" for k in _MAIN_LOSSES if k in losses)
-            self.bar.update(self.task, completed=event["step"], **fields)
+                self.bar.losses_line = "  ".join(f"{label} {losses[k]:.3f}" for k, label in _MAIN_LOSSES if k in losses)
+            self.bar.update(self.task, completed=event["step"], rate=f"{rate:.2f} step/s")
         elif kind == "val":
             self.bar.console.print(f"step {event['step']}: val PSNR {event['psnr']:.2f} dB, SSIM {event['ssim']:.4f}")
         elif kind == "checkpoint":
