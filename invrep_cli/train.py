@@ -304,7 +304,6 @@ class Trainer:
         def progress(done: int, total: int | None) -> None:
             self.emit({"event": "download", "what": "VGG19 weights", "done": done, "total": total})
 
-        module = None
         if self.dist.is_main:
             res = resolve_vgg(self.cfg.vgg_weights, progress=progress)
         if self.dist.enabled:
@@ -390,9 +389,6 @@ class Trainer:
 
     def _loader(self, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
         sampler = StepBatches(self.step, self.cfg.steps, self.cfg.batch_size, self.dist.rank, self.dist.world_size)
-        kwargs: dict[str, Any] = {}
-        if self.cfg.workers > 0:
-            kwargs.update(persistent_workers=False, prefetch_factor=2)
         return torch.utils.data.DataLoader(
             dataset,
             batch_sampler=sampler,
@@ -401,7 +397,6 @@ class Trainer:
             # a private generator: creating the iterator must not consume the global torch RNG,
             # or a resumed run's latent noise would differ from an uninterrupted run's
             generator=torch.Generator().manual_seed(self.cfg.seed),
-            **kwargs,
         )
 
     def autocast(self) -> AbstractContextManager[Any]:
@@ -621,8 +616,11 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
+        finished = False
         try:
-            return self._run()
+            result = self._run()
+            finished = True
+            return result
         finally:
             if self._log_file is not None:
                 self._log_file.close()
@@ -631,6 +629,10 @@ class Trainer:
                 import torch.distributed as td
 
                 if td.is_initialized():
+                    if finished:
+                        # rank 0 writes the final checkpoint while the others wait: no rank tears the
+                        # process group down under another
+                        td.barrier()
                     td.destroy_process_group()
 
     def setup(self) -> TrainData:
@@ -737,16 +739,17 @@ class Trainer:
                     if data.validation and self.step % cfg.val_every == 0:
                         result.validation = self.validate(data.validation)
                     if self.step % cfg.checkpoint_every == 0:
-                        result.checkpoint = str(self.save_checkpoint())
+                        self.save_checkpoint()
                 if self._stop_requested(stop):
                     result.interrupted = True
                     break
             del iterator
-        if self.dist.is_main and (self.last_checkpoint_step != self.step or not (self.out / LAST_CHECKPOINT).exists()):
-            result.checkpoint = str(self.save_checkpoint())
-        elif self.dist.is_main and result.checkpoint is None:
+        if self.dist.is_main:
+            # the final (or Ctrl-C) checkpoint, unless the loop just wrote this step's
+            if self.last_checkpoint_step != self.step or not (self.out / LAST_CHECKPOINT).exists():
+                self.save_checkpoint()
             result.checkpoint = str(self.out / CHECKPOINT_DIR / f"step_{self.step:08d}.pt")
-        result.restorer = str(self.out / RESTORER_FILE) if self.dist.is_main else None
+            result.restorer = str(self.out / RESTORER_FILE)
         result.step = self.step
         self.log({"event": "interrupted" if result.interrupted else "done", "step": self.step})
         self.emit({"event": "done", **result.to_dict()})
