@@ -7,7 +7,10 @@ depends on the step alone: resuming at step ``s`` sees exactly the batches an un
 would, whatever the number of DataLoader workers, and DistributedDataParallel ranks get disjoint
 sample indices without a sampler that must be saved.
 
-Images are returned as float32 C x H x W tensors in [-1, 1], the range the networks train in.
+Images are returned as float32 C x H x W tensors in [-1, 1], the range the networks train in (the
+authors fed [0, 1] images to decoders ending in tanh). Unlike the authors' loader, every common
+format is read (not only ``*.jpg``), 16-bit files keep their precision, and large images are not
+skipped: a random crop is taken from any image at least as big as the crop.
 """
 
 from __future__ import annotations
@@ -46,9 +49,7 @@ def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
     if not files:
         anything = any(folder.iterdir())
         reason = "has no image files" if anything else "is empty"
-        raise DataError(
-            f"{what} {folder} {reason} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))})"
-        )
+        raise DataError(f"{what} {folder} {reason} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
 
 
@@ -357,8 +358,7 @@ def prepare_data(
         clean = scan_images(clean_half, crop_size, "clean half of --clean", warn)
         noisy = scan_images(noisy_half, crop_size, "noisy half of --clean", warn)
         desc = (
-            f"{len(noisy)} noisy ({noise.describe()} on one half of {clean_dir}) / "
-            f"{len(clean)} clean (the other half)"
+            f"{len(noisy)} noisy ({noise.describe()} on one half of {clean_dir}) / {len(clean)} clean (the other half)"
         )
     else:
         assert noisy_dir is not None
