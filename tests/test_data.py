@@ -106,6 +106,20 @@ def test_dataset_deterministic_by_index(tmp_path: Path) -> None:
     assert not torch.equal(data.dataset[6][1], y1)
 
 
+def test_gray_16bit_training_images(tmp_path: Path) -> None:
+    folder = tmp_path / "gray16"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 65536, (20, 24), dtype=np.uint16))
+    data = prepare_data(clean_dir=str(folder), noisy_dir=None, synthetic="poisson:30", crop_size=16, seed=1)
+    x, y = data.dataset[0]
+    assert x.shape == y.shape == (3, 16, 16)
+    assert torch.equal(y[0], y[1]) and torch.equal(y[1], y[2])  # gray replicated to RGB
+    assert len(torch.unique(y)) > 200  # 16-bit levels kept in the clean domain
+    assert torch.allclose((x + 1) * 127.5, ((x + 1) * 127.5).round(), atol=1e-3)  # noisy domain 8-bit
+
+
 def test_step_batches_shard_ranks() -> None:
     r0 = list(StepBatches(2, 4, batch_size=2, rank=0, world_size=2))
     r1 = list(StepBatches(2, 4, batch_size=2, rank=1, world_size=2))

@@ -133,12 +133,16 @@ def test_three_steps_write_checkpoint(tmp_path: Path, clean_dir: Path) -> None:
 
 def test_resume_gives_the_same_losses(tmp_path: Path, clean_dir: Path) -> None:
     full, part = tmp_path / "full", tmp_path / "part"
-    assert run_train(full, clean_dir, "--steps", "3", "--log-every", "1").exit_code == 0
-    assert run_train(part, clean_dir, "--steps", "2", "--log-every", "1").exit_code == 0
+    # --lr-step 2: the learning rate halves after step 2, so the scheduler state must resume too
+    opts = ["--log-every", "1", "--lr-step", "2"]
+    assert run_train(full, clean_dir, "--steps", "3", *opts).exit_code == 0
+    assert run_train(part, clean_dir, "--steps", "2", *opts).exit_code == 0
     assert torch.load(part / "last.pt", weights_only=True)["step"] == 2
-    resumed = run_train(part, clean_dir, "--steps", "3", "--log-every", "1", "--resume")
+    resumed = run_train(part, clean_dir, "--steps", "3", *opts, "--resume")
     assert resumed.exit_code == 0, resumed.output
+    assert step_records(full)[1]["lr"] == pytest.approx(1e-4)
     a, b = step_records(full)[3], step_records(part)[3]
+    assert a["lr"] == pytest.approx(5e-5) and a["lr_repr"] == pytest.approx(2.5e-5)
     terms = [k for k in a if k not in ("time", "step_time", "event")]
     assert len(terms) > 10
     for key in terms:
