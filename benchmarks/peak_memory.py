@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="weights spec for invrep restore (default: bundled)")
     parser.add_argument("--width", type=int, default=6000)
     parser.add_argument("--height", type=int, default=4000)
-    parser.add_argument("--threads", type=int, default=None, help="sets OMP_NUM_THREADS for the child")
+    parser.add_argument("--threads", type=int, default=None, help="--threads for invrep restore")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
     parser.add_argument("restore_args", nargs="*", help="extra arguments for invrep restore (after --)")
     args = parser.parse_args()
@@ -76,13 +76,13 @@ def main() -> None:
         Image.fromarray(synthetic_photo(args.height, args.width)).save(src, compress_level=1)
         made = time.perf_counter() - t0
         out = tmp / "out"
-        cmd = [sys.executable, "-m", "invrep_cli", "restore", str(src), "--output", str(out), "--device", "cpu"]
+        cmd = [sys.executable, "-m", "invrep_cli", "restore", str(src), str(out), "--device", "cpu"]
         if args.weights:
             cmd += ["--weights", args.weights]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         cmd += args.restore_args
         env = dict(os.environ)
-        if args.threads:
-            env["OMP_NUM_THREADS"] = str(args.threads)
         start = time.perf_counter()
         child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         hwm = [0]

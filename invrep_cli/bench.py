@@ -15,9 +15,11 @@ What is measured:
   on CUDA with ONNX Runtime, the device memory the process took during the run (cudaMemGetInfo
   before/after; ORT's arena does not shrink, so "after" is its high-water mark); on CPU, the peak
   RSS the run added: VmHWM is reset by writing 5 to /proc/self/clear_refs, then
-  VmHWM - VmRSS(at reset). Where clear_refs is not writable, ru_maxrss - RSS(before) is used and
-  the row says so. By default each timed row runs in a fresh ``spawn`` subprocess, so allocator
-  caches left by earlier rows neither hide nor inflate its peak.
+  VmHWM - VmRSS(at reset). Where clear_refs is not writable, ru_maxrss - VmRSS(before) is used
+  when the process peak rose during the run (else no figure); the row's memory_method says which.
+  By default each timed row (baselines too) runs in a fresh ``spawn`` subprocess, so allocator
+  caches left by earlier rows neither hide nor inflate its peak; the untimed warm-up is inside the
+  measured span, so its peak counts.
 
 Nothing here imports Typer or Rich; the CLI renders ``BenchResult``.
 """
@@ -27,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from invrep_cli.config import ModelConfig
-from invrep_cli.errors import DataError, InvrepError, UsageError
+from invrep_cli.errors import DataError, InvrepError, UsageError, WeightsError
 
 BASELINES = ("noisy", "nlm", "bm3d")
 BACKENDS = ("torch", "onnx")
@@ -386,26 +387,34 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _maxrss_bytes() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    # kilobytes on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1.0 if sys.platform == "darwin" else 1024.0)
+
+
 class _CpuPeak:
     """Peak RSS added between start() and stop(), in bytes (see the module docstring)."""
 
     def start(self) -> None:
         self.reset = _reset_peak_rss()
         self.rss0 = _proc_status_kb("VmRSS")
-        if self.rss0 is None:
-            # no /proc: ru_maxrss is all there is (kB on Linux, bytes on macOS)
-            self.rss0 = 0
-        self.maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.maxrss0 = _maxrss_bytes()
 
     def stop(self) -> tuple[float | None, str]:
         hwm = _proc_status_kb("VmHWM")
-        if self.reset and hwm is not None:
-            return max(0, hwm - (self.rss0 or 0)) * 1024.0, "peak RSS added (VmHWM after clear_refs)"
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        unit = 1.0 if sys.platform == "darwin" else 1024.0
+        if self.reset and hwm is not None and self.rss0 is not None:
+            return max(0, hwm - self.rss0) * 1024.0, "peak RSS added (VmHWM after clear_refs)"
+        maxrss = _maxrss_bytes()
+        if maxrss is None or self.maxrss0 is None or self.rss0 is None:
+            return None, "no way to read peak RSS on this platform"
         if maxrss > self.maxrss0:
-            return max(0, maxrss * unit - (self.rss0 or 0) * 1024.0), "ru_maxrss - RSS before (includes loading)"
-        return None, "ru_maxrss did not rise during the run (peak set earlier in the process)"
+            # the process peak rose, so it happened during the run
+            return maxrss - self.rss0 * 1024.0, "peak RSS added (ru_maxrss - VmRSS before)"
+        return None, "ru_maxrss did not rise during the run (its peak was set earlier in the process)"
 
 
 # --------------------------------------------------------------------------- one timed job
@@ -809,7 +818,6 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
     order = {s: i for i, s in enumerate(sigmas)}
     rows.sort(key=lambda r: order[r.sigma])  # stable: method order kept within each sigma
     cfg = dataclasses.asdict(config)
-    cfg["isolate"] = config.isolate
     image_info = [{"name": n, "height": int(a.shape[0]), "width": int(a.shape[1]),
                    "channels": 1 if a.ndim == 2 else int(a.shape[2])} for n, a in images]
     notes.append("MP/s: input megapixels / seconds of the one-image restore call (compute + tiling, no file I/O); "
@@ -830,7 +838,14 @@ def _model_rows(
     log: Callable[[str], None],
     on_outputs: Callable[[str, dict[float, list[np.ndarray]]], None],
 ) -> list[BenchRow]:
-    weights_path, wname, wsha = _describe_weights(spec_w)
+    try:
+        weights_path, wname, wsha = _describe_weights(spec_w)
+    except WeightsError as exc:
+        if spec_w is not None:
+            raise  # weights the user named must exist: a usage error (exit 2)
+        # the bundled default is missing (e.g. a wheel without it): the baselines still run
+        return [BenchRow(method="invrep", sigma=s, weights="default", skipped=f"no default weights ({exc})")
+                for s in sigmas]
     is_onnx = weights_path.suffix.lower() == ".onnx"
     onnx_files: dict[bool, Path | str] = {}  # fp16 -> exported file, or the reason export failed
     if is_onnx:

@@ -37,11 +37,12 @@ def _render(result: BenchResult) -> None:
         f"{i['name']} {i['width']}x{i['height']}" for i in result.images[:6]
     )
     table = Table(title=title, title_justify="left")
+    with_notes = any(r.skipped or r.failed for r in result.rows)
     for col, justify in (
         ("sigma", "right"), ("method", "left"), ("weights", "left"), ("backend", "left"), ("device", "left"),
         ("precision", "left"), ("tile", "right"), ("MP/s", "right"), ("peak MB", "right"), ("PSNR", "right"),
         ("SSIM", "right"), ("note", "left"),
-    ):
+    )[: None if with_notes else -1]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     previous = None
     for row in result.rows:
@@ -50,12 +51,12 @@ def _render(result: BenchResult) -> None:
         previous = row.sigma
         weights = f"{row.weights} {row.weights_sha256}" if row.weights else "-"
         note = row.skipped and f"skipped: {row.skipped}" or row.failed and f"[red]failed: {row.failed}[/red]" or ""
-        table.add_row(
+        cells = [
             f"{row.sigma:g}", row.method, weights, row.backend, row.device, row.precision,
-            "-" if row.tile is None else "whole" if row.tile == 0 else str(row.tile), _fmt(row.mp_per_s, 3), _fmt(row.peak_memory_mb, 0),
-            _fmt(row.psnr, 2), _fmt(row.ssim, 4), note,
-            style="dim" if row.skipped else None,
-        )
+            "-" if row.tile is None else "whole" if row.tile == 0 else str(row.tile), _fmt(row.mp_per_s, 3),
+            _fmt(row.peak_memory_mb, 0), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
+        ]
+        table.add_row(*cells, *([note] if with_notes else []), style="dim" if row.skipped else None)
     console.print(table)
     cuda = m.get("cuda") or "no CUDA"
     console.print(
