@@ -177,3 +177,16 @@ def test_restorer_macs_per_pixel(tiny_config: ModelConfig) -> None:
     assert lir == pytest.approx(_macs_by_hand(model_preset("lir")))
     assert restorer_macs_per_pixel(tiny_config) == pytest.approx(_macs_by_hand(tiny_config))
     assert restorer_macs_per_pixel("lir-lite") == pytest.approx(_macs_by_hand(model_preset("lir-lite")))
+
+
+def test_missing_bm3d_is_a_skipped_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from invrep_cli.cli import app
+
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # import bm3d now raises ImportError
+    write_images(tmp_path / "clean", 1, size=(32, 32))
+    result = CliRunner().invoke(app, ["bench", str(tmp_path / "clean"), "--sigma", "25", "--backends", "",
+                                      "--baselines", "noisy,bm3d", "--in-process"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.stdout and "invrep[bm3d]" in result.stdout

@@ -30,6 +30,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def _render(result: BenchResult) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     m = result.machine
@@ -50,9 +51,11 @@ def _render(result: BenchResult) -> None:
             table.add_section()
         previous = row.sigma
         weights = f"{row.weights} {row.weights_sha256}" if row.weights else "-"
-        note = row.skipped and f"skipped: {row.skipped}" or row.failed and f"[red]failed: {row.failed}[/red]" or ""
+        # reasons quote paths and pip extras like invrep[bm3d]: not Rich markup
+        note = (row.skipped and f"skipped: {escape(row.skipped)}"
+                or row.failed and f"[red]failed: {escape(row.failed)}[/red]" or "")
         cells = [
-            f"{row.sigma:g}", row.method, weights, row.backend, row.device, row.precision,
+            f"{row.sigma:g}", row.method, escape(weights), row.backend, escape(row.device), row.precision,
             "-" if row.tile is None else "whole" if row.tile == 0 else str(row.tile), _fmt(row.mp_per_s, 3),
             _fmt(row.peak_memory_mb, 0), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
         ]
@@ -91,7 +94,7 @@ def bench_command(
     gray: Annotated[bool, typer.Option("--gray", help="Convert every image to gray (Set12-style).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the added noise.")] = 0,
     baselines: Annotated[
-        str, typer.Option("--baselines", help="Comma list of noisy, nlm, bm3d (bm3d is slow; needs invrep[bm3d]).")
+        str, typer.Option("--baselines", help="Comma list of noisy, nlm, bm3d (bm3d is slow; needs invrep\\[bm3d]).")
     ] = "noisy,nlm",
     save_dir: Annotated[
         Path | None, typer.Option("--save-dir", help="Keep clean, noisy and restored images here as PNG.")
