@@ -246,6 +246,7 @@ class _Progress:
         self.task: Any = None
         self.download_task: Any = None
         self.avg_step_time: float | None = None
+        self.last_status = float("-inf")
 
     def __enter__(self) -> _Progress:
         if self.show:
@@ -256,6 +257,23 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+
+    def _plain_status(self, event: dict[str, Any], rate: float) -> None:
+        """Without a terminal the bar cannot redraw: a status line every 30 s (and at the end) instead."""
+        import time
+
+        now = time.monotonic()
+        last = event["step"] >= event["steps"]
+        if not last and now - self.last_status < 30:
+            return
+        self.last_status = now
+        left = (event["steps"] - event["step"]) / rate if rate > 0 else 0.0
+        eta = f"{int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
+        self.bar.console.print(
+            f"step {event['step']}/{event['steps']}  {rate:.3f} step/s  ETA {eta}  {self.bar.losses_line}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -288,6 +306,8 @@ class _Progress:
                 losses = event["losses"]
                 self.bar.losses_line = "  ".join(f"{label} {losses[k]:.3f}" for k, label in _MAIN_LOSSES if k in losses)
             self.bar.update(self.task, completed=event["step"], rate=f"{rate:.2f} step/s")
+            if not self.bar.console.is_terminal:
+                self._plain_status(event, rate)
         elif kind == "val":
             self.bar.console.print(f"step {event['step']}: val PSNR {event['psnr']:.2f} dB, SSIM {event['ssim']:.4f}")
         elif kind == "checkpoint":
