@@ -526,9 +526,10 @@ class Trainer:
                 "background": background_consistency(x_ab, x) + background_consistency(x_ba, y),
             }
             if self.vgg is not None:
-                feats = self.vgg(torch.cat([x_ab, x_ba, x, y]))
-                f_ab, f_ba, f_x, f_y = feats.chunk(4)
-                terms["semantic"] = semantic_consistency(f_ab, f_x.detach()) + semantic_consistency(f_ba, f_y.detach())
+                with torch.no_grad():  # targets: no backward through VGG for the real images
+                    f_x, f_y = self.vgg(torch.cat([x, y])).chunk(2)
+                f_ab, f_ba = self.vgg(torch.cat([x_ab, x_ba])).chunk(2)
+                terms["semantic"] = semantic_consistency(f_ab, f_x) + semantic_consistency(f_ba, f_y)
         images = {"x": x.detach(), "x_ab": x_ab.detach(), "y": y.detach(), "x_ba": x_ba.detach()}
         return terms, images  # type: ignore[return-value]
 
