@@ -9,6 +9,7 @@ images and RUN_DIR/restorer.safetensors for `invrep restore`. Ctrl-C saves a che
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +17,11 @@ from typing import Annotated, Any
 import typer
 
 from invrep_cli.cli.common import DeviceOpt, JsonOpt, QuietOpt, console, console_err, core_errors, print_json
+from invrep_cli.config import LossWeights, TrainConfig
+
+# the defaults live in the config dataclasses; the options repeat them so --help can show them
+_TC = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+_LW = LossWeights()
 
 _DATA = "Data"
 _MODEL = "Model"
@@ -49,10 +55,10 @@ def train_command(
         Path | None,
         _opt("--val-clean", help="Validation clean images (alone: noise from --synthetic, fixed seed).", panel=_DATA),
     ] = None,
-    crop_size: Annotated[int, _opt("--crop-size", help="Random square crop size.", panel=_DATA)] = 64,
+    crop_size: Annotated[int, _opt("--crop-size", help="Random square crop size.", panel=_DATA)] = _TC["crop_size"],
     workers: Annotated[
         int, _opt("--workers", help="DataLoader worker processes (0: load in the main process).", panel=_DATA)
-    ] = 2,
+    ] = _TC["workers"],
     config: Annotated[
         str, _opt("--config", help="Model preset: lir (paper) or lir-lite (half width).", panel=_MODEL)
     ] = "lir",
@@ -69,23 +75,35 @@ def train_command(
         str | None,
         _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL),
     ] = None,
-    steps: Annotated[int, _opt("--steps", help="Training iterations.")] = 300_000,
-    batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = 16,
-    lr: Annotated[float, _opt("--lr", help="Adam learning rate of generators and image discriminators.")] = 1e-4,
-    repr_lr: Annotated[float, _opt("--repr-lr", help="Adam learning rate of the representation discriminator.")] = 5e-5,
-    lr_step: Annotated[int, _opt("--lr-step", help="Halve the learning rates every this many steps.")] = 100_000,
-    seed: Annotated[int, _opt("--seed", help="Seed of the data split, crops, noise and initialisation.")] = 0,
+    steps: Annotated[int, _opt("--steps", help="Training iterations.")] = _TC["steps"],
+    batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = _TC[
+        "batch_size"
+    ],
+    lr: Annotated[float, _opt("--lr", help="Adam learning rate of generators and image discriminators.")] = _TC["lr"],
+    repr_lr: Annotated[float, _opt("--repr-lr", help="Adam learning rate of the representation discriminator.")] = _TC[
+        "repr_lr"
+    ],
+    lr_step: Annotated[int, _opt("--lr-step", help="Halve the learning rates every this many steps.")] = _TC["lr_step"],
+    seed: Annotated[int, _opt("--seed", help="Seed of the data split, crops, noise and initialisation.")] = _TC["seed"],
     device: DeviceOpt = "auto",
     resume: Annotated[bool, _opt("--resume", help="Continue the run in --out from its last.pt.")] = False,
-    w_domain_adv: Annotated[float, _opt("--w-domain-adv", help="Domain adversarial weight.", panel=_LOSS)] = 1.0,
-    w_repr_adv: Annotated[float, _opt("--w-repr-adv", help="Representation adversarial weight.", panel=_LOSS)] = 1.0,
-    w_self_rec: Annotated[float, _opt("--w-self-rec", help="Self-reconstruction L1 weight.", panel=_LOSS)] = 10.0,
-    w_cycle: Annotated[float, _opt("--w-cycle", help="Cross-cycle L1 weight.", panel=_LOSS)] = 10.0,
-    w_latent: Annotated[float, _opt("--w-latent", help="mean(z^2) latent penalty weight.", panel=_LOSS)] = 0.01,
-    w_background: Annotated[float, _opt("--w-background", help="Background (blurred L1) weight.", panel=_LOSS)] = 5.0,
+    w_domain_adv: Annotated[
+        float, _opt("--w-domain-adv", help="Domain adversarial weight.", panel=_LOSS)
+    ] = _LW.domain_adv,
+    w_repr_adv: Annotated[
+        float, _opt("--w-repr-adv", help="Representation adversarial weight.", panel=_LOSS)
+    ] = _LW.repr_adv,
+    w_self_rec: Annotated[
+        float, _opt("--w-self-rec", help="Self-reconstruction L1 weight.", panel=_LOSS)
+    ] = _LW.self_rec,
+    w_cycle: Annotated[float, _opt("--w-cycle", help="Cross-cycle L1 weight.", panel=_LOSS)] = _LW.cycle,
+    w_latent: Annotated[float, _opt("--w-latent", help="mean(z^2) latent penalty weight.", panel=_LOSS)] = _LW.latent,
+    w_background: Annotated[
+        float, _opt("--w-background", help="Background (blurred L1) weight.", panel=_LOSS)
+    ] = _LW.background,
     w_semantic: Annotated[
         float, _opt("--w-semantic", help="Semantic (VGG19 conv4_1) weight; 0 disables.", panel=_LOSS)
-    ] = 1.0,
+    ] = _LW.semantic,
     vgg_weights: Annotated[
         Path | None,
         _opt(
@@ -94,11 +112,19 @@ def train_command(
             panel=_LOSS,
         ),
     ] = None,
-    checkpoint_every: Annotated[int, _opt("--checkpoint-every", help="Write a checkpoint every N steps.")] = 1000,
-    keep: Annotated[int, _opt("--keep", help="Checkpoints kept in RUN_DIR/checkpoints (plus last.pt).")] = 3,
-    sample_every: Annotated[int, _opt("--sample-every", help="Save sample restorations every N steps.")] = 1000,
-    val_every: Annotated[int, _opt("--val-every", help="Validate every N steps (with validation images).")] = 1000,
-    log_every: Annotated[int, _opt("--log-every", help="Write losses to log.jsonl every N steps.")] = 10,
+    checkpoint_every: Annotated[int, _opt("--checkpoint-every", help="Write a checkpoint every N steps.")] = _TC[
+        "checkpoint_every"
+    ],
+    keep: Annotated[int, _opt("--keep", help="Checkpoints kept in RUN_DIR/checkpoints (plus last.pt).")] = _TC[
+        "keep_checkpoints"
+    ],
+    sample_every: Annotated[int, _opt("--sample-every", help="Save sample restorations every N steps.")] = _TC[
+        "sample_every"
+    ],
+    val_every: Annotated[int, _opt("--val-every", help="Validate every N steps (with validation images).")] = _TC[
+        "val_every"
+    ],
+    log_every: Annotated[int, _opt("--log-every", help="Write losses to log.jsonl every N steps.")] = _TC["log_every"],
     amp: Annotated[str, _opt("--amp", help="auto (bf16/fp16 on CUDA, none on CPU) | none | bf16 | fp16.")] = "auto",
     channels_last: Annotated[
         bool, _opt("--channels-last", help="Use channels-last memory format (faster on GPUs).")
@@ -107,7 +133,7 @@ def train_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    from invrep_cli.config import LossWeights, TrainConfig, model_preset
+    from invrep_cli.config import model_preset
 
     rank = int(os.environ.get("RANK", "0"))
     with core_errors():
