@@ -659,6 +659,9 @@ class Trainer:
             warn=self.warn,
         )
         self.device = self._setup_device()
+        if self.device.type == "cuda":
+            # fixed crop sizes: let cuDNN pick the fastest convolution algorithms once
+            torch.backends.cudnn.benchmark = True
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         seed_everything(cfg.seed + self.dist.rank)
         self.vgg, self.semantic_note = self._setup_vgg()
