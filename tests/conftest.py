@@ -38,7 +38,9 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def write_images(folder: Path, count: int, size: tuple[int, int] = (32, 32), seed: int = 0, mode: str = "RGB") -> list[Path]:
+def write_images(
+    folder: Path, count: int, size: tuple[int, int] = (32, 32), seed: int = 0, mode: str = "RGB"
+) -> list[Path]:
     """Smooth random images (so denoising has something to find) saved as PNG."""
     from PIL import Image
 

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from invrep_cli import __version__
-from invrep_cli.cli import bench, export, restore, train, weights
+from invrep_cli.cli import bench, demo, export, restore, train, weights
 from invrep_cli.cli.common import console_err
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.command("train", help=train.__doc__)(train.train_command)
 app.command("restore", help=restore.__doc__)(restore.restore_command)
 app.command("export", help=export.__doc__)(export.export_command)
 app.command("bench", help=bench.__doc__)(bench.bench_command)
+app.command("demo", help=demo.demo_command.__doc__)(demo.demo_command)
 app.add_typer(weights.app, name="weights")
 
 

@@ -20,7 +20,9 @@ class Restorer(nn.Module):
     Gray input (C == 1) is replicated to RGB and the output averaged back to one channel.
     """
 
-    def __init__(self, config: ModelConfig, encoder: ContentEncoder | None = None, decoder: Decoder | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig, encoder: ContentEncoder | None = None, decoder: Decoder | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.noisy_encoder = encoder or build_content_encoder(config)
