@@ -16,7 +16,9 @@ from invrep_cli.errors import InvrepError
 console = Console()
 console_err = Console(stderr=True)
 
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cuda | cuda:N | cpu. 'cuda' without a GPU is an error.")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto | cuda | cuda:N | cpu. 'cuda' without a GPU is an error.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 WeightsOpt = Annotated[
