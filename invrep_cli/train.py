@@ -185,27 +185,34 @@ class TrainResult:
 
 
 class _StopFlag:
-    """First Ctrl-C: finish the current step, write a checkpoint, stop. Second: stop at once."""
+    """Ctrl-C (SIGINT) or SIGTERM: finish the current step, write a checkpoint, stop.
 
-    def __init__(self) -> None:
+    A second Ctrl-C stops at once (no checkpoint), except under torchrun: there the terminal and
+    torchrun both send SIGINT, so the second one is expected and torchrun's own SIGKILL after its
+    grace period is the hard stop.
+    """
+
+    def __init__(self, escalate: bool = True) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.escalate = escalate
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested and self.escalate and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -703,7 +710,7 @@ class Trainer:
         loader = self._loader(data.dataset)
         for _, module in self.nets.items():
             module.train()
-        with _StopFlag() as stop:
+        with _StopFlag(escalate=not self.dist.enabled) as stop:
             iterator = iter(loader)
             while self.step < cfg.steps:
                 t0 = time.perf_counter()

@@ -195,10 +195,11 @@ def test_validation_with_synthetic_noise(tmp_path: Path, clean_dir: Path) -> Non
     assert len(vals) == 1 and vals[0]["images"] == 2 and 0 < vals[0]["psnr"] < 100 and -1 <= vals[0]["ssim"] <= 1
 
 
-def test_ctrl_c_writes_a_checkpoint(tmp_path: Path, clean_dir: Path, tiny_config: ModelConfig) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_writes_a_checkpoint(tmp_path: Path, clean_dir: Path, tiny_config: ModelConfig, sig: int) -> None:
     def callback(event: dict[str, Any]) -> None:
         if event["event"] == "step" and event["step"] == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+            os.kill(os.getpid(), sig)  # SIGINT is what Ctrl-C sends
 
     cfg = TrainConfig(
         out_dir=str(tmp_path / "run"),
