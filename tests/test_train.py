@@ -276,3 +276,23 @@ def test_existing_run_needs_resume(tmp_path: Path, clean_dir: Path) -> None:
     assert run_train(out, clean_dir, "--steps", "1", "--w-semantic", "0").exit_code == 0
     code, output = _exit(run_train(out, clean_dir, "--steps", "1", "--w-semantic", "0"))
     assert code == 2 and "--resume" in output
+
+
+def test_noisy_folder_paired_validation_and_batch_norm_decoder(tmp_path: Path, clean_dir: Path) -> None:
+    write_images(tmp_path / "noisy", 3, size=(36, 44), seed=7)
+    write_images(tmp_path / "val_clean" / "a", 2, size=(20, 28), seed=8)
+    write_images(tmp_path / "val_noisy" / "a", 2, size=(20, 28), seed=9)
+    out = tmp_path / "run"
+    args = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), "--out", str(out), *TINY,
+            "--decoder-norm", "batch", "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--steps", "2",
+            "--val-noisy", str(tmp_path / "val_noisy"), "--val-clean", str(tmp_path / "val_clean"), "--val-every", "1",
+            "--w-semantic", "0", "--quiet"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "val"] == [1, 2]
+    start = next(r for r in records if r["event"] == "start")
+    assert start["model_config"]["decoder_norm"] == "batch" and start["validation_images"] == 2
+    assert "3 noisy" in start["data"]
+    restorer, _ = load_restorer(out / "restorer.safetensors")
+    assert restorer.config.decoder_norm == "batch"
