@@ -20,6 +20,7 @@ from invrep_cli import __version__
 from invrep_cli.config import ModelConfig
 from invrep_cli.errors import WeightsError
 from invrep_cli.fsutil import atomic_path, sha256_file
+from invrep_cli.metadata import decode_metadata
 from invrep_cli.models import Restorer
 
 RESTORER_FORMAT = "invrep-restorer/1"
@@ -48,16 +49,6 @@ def save_restorer(
     return path
 
 
-def _decode_meta(raw: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            out[key] = json.loads(value)
-        except (json.JSONDecodeError, TypeError):
-            out[key] = value
-    return out
-
-
 def load_restorer(path: str | os.PathLike[str]) -> tuple[Restorer, dict[str, Any]]:
     """Rebuild the restorer from a weights file alone; returns (restorer in eval mode, metadata).
 
@@ -71,7 +62,7 @@ def load_restorer(path: str | os.PathLike[str]) -> tuple[Restorer, dict[str, Any
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as f:
-                meta = _decode_meta(f.metadata() or {})
+                meta = decode_metadata(f.metadata() or {})
                 state = {k: f.get_tensor(k) for k in f.keys()}
             if meta.get("format") != RESTORER_FORMAT:
                 raise WeightsError(f"{path}: not an invrep restorer file (format {meta.get('format')!r})")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -145,14 +144,9 @@ def make_session(path: str | os.PathLike[str], device: str = "auto", threads: in
 
 def read_metadata(session: Any) -> dict[str, Any]:
     """The graph's metadata_props, JSON values decoded where they parse."""
-    raw = session.get_modelmeta().custom_metadata_map
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            out[key] = json.loads(value)
-        except (json.JSONDecodeError, TypeError):
-            out[key] = value
-    return out
+    from invrep_cli.metadata import decode_metadata
+
+    return decode_metadata(session.get_modelmeta().custom_metadata_map)
 
 
 class OnnxBackend:

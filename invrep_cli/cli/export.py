@@ -11,24 +11,6 @@ import typer
 from invrep_cli.cli.common import JsonOpt, QuietOpt, WeightsOpt, console, console_err, core_errors, print_json
 
 
-def _resolve(spec: str | None) -> Path:
-    """Names and URLs through invrep_cli.weights when it is there; a plain path otherwise."""
-    try:
-        from invrep_cli.weights import resolve_weights
-    except ImportError:
-        resolve_weights = None
-    if resolve_weights is not None:
-        return Path(resolve_weights(spec))
-    from invrep_cli.errors import WeightsError
-
-    if spec is None:
-        raise WeightsError("--weights is required")
-    path = Path(spec)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    return path
-
-
 def _parity_table(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
@@ -68,10 +50,11 @@ def export_command(
     weights or options."""
     from invrep_cli.errors import ExportError
     from invrep_cli.export import export_onnx
+    from invrep_cli.weights import resolve_weights
 
     talk = not (quiet or json_out)
     with core_errors():
-        path = _resolve(weights)
+        path = resolve_weights(weights)
         try:
             report = export_onnx(
                 path, onnx, opset=opset, fp16=fp16, tol=tolerance,

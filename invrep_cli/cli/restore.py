@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,22 +21,6 @@ from invrep_cli.cli.common import (
 if TYPE_CHECKING:
     from invrep_cli.backends import Backend
     from invrep_cli.restore import FileJob, ProgressEvent, RestoreOptions, RestoreSummary, TileChoice
-
-
-def _resolve_weights(spec: str | None) -> Path:
-    """Registry name, path or URL -> local file; only a path while the registry is not installed."""
-    from invrep_cli.errors import UsageError, WeightsError
-
-    if importlib.util.find_spec("invrep_cli.weights") is not None:
-        from invrep_cli.weights import resolve_weights
-
-        return resolve_weights(spec)
-    if spec is None:
-        raise UsageError("--weights PATH is required (no weights registry in this installation)")
-    path = Path(spec)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {spec}")
-    return path
 
 
 def restore_command(
@@ -110,11 +93,12 @@ def _run(
         restore_files,
         shard_from_env,
     )
+    from invrep_cli.weights import resolve_weights
 
     shard = parse_shard(shard_text) if shard_text else shard_from_env()
     options = RestoreOptions(tile=tile, tile_overlap=tile_overlap, fmt=fmt, overwrite=overwrite, shard=shard)
     planned = plan_jobs(input_spec, out, fmt)  # path errors (exit 2) before the weights load
-    weights_path = _resolve_weights(weights)
+    weights_path = resolve_weights(weights)
     backend = make_backend(weights_path, backend_name, device_for_rank(device), precision, threads)
     talk = not (quiet or json_out)
 
