@@ -57,6 +57,7 @@ class TorchBackend:
         precision: str = "auto",
         threads: int | None = None,
         on_warning: Callable[[str], None] | None = None,
+        compile: bool = False,
     ) -> None:
         import torch
 
@@ -98,6 +99,12 @@ class TorchBackend:
         self.model = (
             self.model_fp32 if precision == "fp32" else copy.deepcopy(self.model_fp32).to(dtype=self.dtype)
         )
+        if compile:
+            # Tiles share one shape, so a static-shape compile is reused for every tile; on CUDA
+            # "max-autotune" also captures CUDA graphs, removing per-kernel launch overhead.
+            mode = "max-autotune" if on_cuda else "default"
+            self.model = torch.compile(self.model, mode=mode, dynamic=False)
+        self.compiled = compile
         self.device = describe_device(self.torch_device)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -164,12 +171,16 @@ def make_backend(
     device: str = "auto",
     precision: str = "auto",
     threads: int | None = None,
+    compile: bool = False,
 ) -> Backend:
-    """Build the backend that runs ``weights`` (``.safetensors``/``.pt`` for torch, ``.onnx`` for onnx)."""
+    """Build the backend that runs ``weights`` (``.safetensors``/``.pt`` for torch, ``.onnx`` for onnx).
+    ``compile`` (torch only) wraps the restorer in ``torch.compile`` for the fixed tile shape."""
     if backend == "torch":
         if Path(weights).suffix == ".onnx":
             raise UsageError(f"{weights} is an ONNX model: use --backend onnx")
-        return TorchBackend(weights, device, precision, threads)
+        return TorchBackend(weights, device, precision, threads, compile=compile)
+    if compile:
+        raise UsageError("--compile applies to the torch backend only")
     if backend == "onnx":
         try:
             from invrep_cli.onnx_backend import OnnxBackend

@@ -56,6 +56,10 @@ def restore_command(
         typer.Option("--shard", help="K/N (0-based): take files K, K+N, ... Default: torchrun's RANK/WORLD_SIZE."),
     ] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for inference.")] = None,
+    compile_model: Annotated[
+        bool,
+        typer.Option("--compile", help="torch.compile the restorer for the tile shape (CUDA graphs on GPU)."),
+    ] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -72,7 +76,7 @@ def restore_command(
             raise UsageError(f"--tile-overlap {tile_overlap}: must be >= 0")
         summary = _run(
             input_spec, out, weights, backend, device, precision, tile, tile_overlap, fmt, overwrite, shard, threads,
-            json_out, quiet,
+            json_out, quiet, compile_model,
         )
     raise typer.Exit(1 if summary.failed else 0)
 
@@ -80,7 +84,7 @@ def restore_command(
 def _run(
     input_spec: str, out: Path, weights: str | None, backend_name: str, device: str, precision: str,
     tile: int | None, tile_overlap: int, fmt: str, overwrite: bool, shard_text: str | None, threads: int | None,
-    json_out: bool, quiet: bool,
+    json_out: bool, quiet: bool, compile_model: bool = False,
 ) -> RestoreSummary:
     from invrep_cli.backends import make_backend
     from invrep_cli.fsutil import sha256_file
@@ -99,7 +103,7 @@ def _run(
     options = RestoreOptions(tile=tile, tile_overlap=tile_overlap, fmt=fmt, overwrite=overwrite, shard=shard)
     planned = plan_jobs(input_spec, out, fmt)  # path errors (exit 2) before the weights load
     weights_path = resolve_weights(weights)
-    backend = make_backend(weights_path, backend_name, device_for_rank(device), precision, threads)
+    backend = make_backend(weights_path, backend_name, device_for_rank(device), precision, threads, compile_model)
     talk = not (quiet or json_out)
 
     def message(text: str) -> None:
