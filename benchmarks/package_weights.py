@@ -1,0 +1,61 @@
+"""Turn an `invrep train` run into shippable restorer weights (E_X and G_Y only, safetensors).
+
+Measures the context margin tiles need (``backends.measure_context_margin`` over several test
+images; the largest, plus one size multiple of headroom, is stored as ``context_margin``), writes
+the file with its provenance in the metadata, and prints sha256 and size for the registry.
+
+  python benchmarks/package_weights.py runs/default/last.pt weights/lir-lite-gauss.safetensors \
+      --note "lir-lite, CBSD432 split, gaussian:5-50, CPU"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from invrep_cli.backends import measure_context_margin, theoretical_margin
+from invrep_cli.checkpoint import load_restorer, save_restorer
+from invrep_cli.fsutil import sha256_file
+from invrep_cli.models import receptive_field
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--note", default="")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--tol", type=float, default=0.5 / 255)
+    args = parser.parse_args()
+
+    restorer, meta = load_restorer(args.checkpoint)
+    rf = receptive_field(restorer.config)
+    full = theoretical_margin(rf, restorer.size_multiple)
+
+    def run(batch):  # N x C x H x W float32 in [0, 1]
+        with torch.inference_mode():
+            return restorer(torch.from_numpy(batch)).numpy()
+
+    margins = [
+        measure_context_margin(run, restorer.size_multiple, tol=args.tol, max_margin=full, seed=s)
+        for s in range(args.seeds)
+    ]
+    margin = min(full, max(margins) + restorer.size_multiple)
+    extra = {
+        "context_margin": margin,
+        "context_margin_measured": margins,
+        "receptive_field": rf,
+        "trained_steps": meta.get("step"),
+        "source_checkpoint_sha256": meta["sha256"],
+        "note": args.note,
+    }
+    save_restorer(restorer, args.out, extra)
+    report = {"path": str(args.out), "sha256": sha256_file(args.out), "size": args.out.stat().st_size, **extra}
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
