@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from invrep_cli.config import ModelConfig
+from tests.localserver import server, weights_bytes  # noqa: F401  (fixtures for the download tests)
 
 # INVREP_TEST_THREADS=1 keeps parallel test runs from fighting over a 2-core machine
 torch.set_num_threads(int(os.environ.get("INVREP_TEST_THREADS", "2")))

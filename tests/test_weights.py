@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,21 +13,8 @@ from typer.testing import CliRunner
 from invrep_cli import weights
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.cli import app
-from invrep_cli.config import ModelConfig
 from invrep_cli.errors import WeightsError
-from tests.test_download import FileServer, closed_port_url, sha, tiny_weights_bytes
-
-
-@pytest.fixture
-def weights_bytes(tiny_config: ModelConfig, tmp_path: Path) -> bytes:
-    return tiny_weights_bytes(tiny_config, tmp_path)
-
-
-@pytest.fixture
-def server(weights_bytes: bytes) -> Iterator[FileServer]:
-    srv = FileServer(weights_bytes)
-    yield srv
-    srv.stop()
+from tests.localserver import FileServer, closed_port_url, sha
 
 
 @pytest.fixture
