@@ -49,6 +49,17 @@ def save_restorer(
     return path
 
 
+def read_train_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """An ``invrep train`` checkpoint, read without executing code, or WeightsError."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != TRAIN_CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path}: not an invrep training checkpoint")
+    return ckpt
+
+
 def load_restorer(path: str | os.PathLike[str]) -> tuple[Restorer, dict[str, Any]]:
     """Rebuild the restorer from a weights file alone; returns (restorer in eval mode, metadata).
 
@@ -67,9 +78,7 @@ def load_restorer(path: str | os.PathLike[str]) -> tuple[Restorer, dict[str, Any
             if meta.get("format") != RESTORER_FORMAT:
                 raise WeightsError(f"{path}: not an invrep restorer file (format {meta.get('format')!r})")
         else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(ckpt, dict) or ckpt.get("format") != TRAIN_CHECKPOINT_FORMAT:
-                raise WeightsError(f"{path}: not an invrep training checkpoint")
+            ckpt = read_train_checkpoint(path)
             nets = ckpt["networks"]
             state = {f"noisy_encoder.{k}": v for k, v in nets["noisy_encoder"].items()}
             state.update({f"clean_decoder.{k}": v for k, v in nets["clean_decoder"].items()})

@@ -40,11 +40,11 @@ import torch
 from torch import nn
 
 from invrep_cli import __version__
-from invrep_cli.checkpoint import TRAIN_CHECKPOINT_FORMAT, save_restorer
+from invrep_cli.checkpoint import TRAIN_CHECKPOINT_FORMAT, read_train_checkpoint, save_restorer
 from invrep_cli.config import LossWeights, ModelConfig, TrainConfig
 from invrep_cli.data import StepBatches, TrainData, ValPair, min_crop_for, prepare_data
 from invrep_cli.devices import describe_device, resolve_device
-from invrep_cli.errors import UsageError, WeightsError
+from invrep_cli.errors import UsageError
 from invrep_cli.fsutil import atomic_path
 from invrep_cli.losses import (
     background_consistency,
@@ -295,13 +295,7 @@ class Trainer:
             return None
         if not last.is_file():
             raise UsageError(f"--resume: no checkpoint to resume in {self.out} (expected {last})")
-        try:
-            ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise WeightsError(f"{last}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
-        if not isinstance(ckpt, dict) or ckpt.get("format") != TRAIN_CHECKPOINT_FORMAT:
-            raise WeightsError(f"{last}: not an invrep training checkpoint")
-        return ckpt
+        return read_train_checkpoint(last)
 
     def _setup_vgg(self) -> tuple[nn.Module | None, str]:
         if self.cfg.losses.semantic == 0:
