@@ -29,9 +29,10 @@ def main() -> None:
     parser.add_argument("--note", default="")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--tol", type=float, default=0.5 / 255)
+    parser.add_argument("--raw", action="store_true", help="ship the raw weights, not the run's moving average")
     args = parser.parse_args()
 
-    restorer, meta = load_restorer(args.checkpoint)
+    restorer, meta = load_restorer(args.checkpoint, ema=not args.raw)
     rf = receptive_field(restorer.config)
     full = theoretical_margin(rf, restorer.size_multiple)
 
@@ -49,6 +50,7 @@ def main() -> None:
         "context_margin_measured": margins,
         "receptive_field": rf,
         "trained_steps": meta.get("step"),
+        "ema_decay": meta.get("ema_decay", 0.0),
         "source_checkpoint_sha256": meta["sha256"],
         "note": args.note,
     }

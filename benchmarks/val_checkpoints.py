@@ -70,7 +70,9 @@ def main() -> None:
         if not args.json:
             print(row["model"], row["step"], *[row[f"psnr_{s:g}"] for s in sigmas], flush=True)
     noisy_rows = {
-        f"psnr_{s:g}": round(float(np.mean([peak_signal_noise_ratio(c, n, data_range=1.0) for t, c, n in cases if t == s])), 3)
+        f"psnr_{s:g}": round(
+            float(np.mean([peak_signal_noise_ratio(c, n, data_range=1.0) for t, c, n in cases if t == s])), 3
+        )
         for s in sigmas
     }
     if args.json:

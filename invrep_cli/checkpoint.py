@@ -60,8 +60,11 @@ def read_train_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
-def load_restorer(path: str | os.PathLike[str]) -> tuple[Restorer, dict[str, Any]]:
+def load_restorer(path: str | os.PathLike[str], ema: bool = True) -> tuple[Restorer, dict[str, Any]]:
     """Rebuild the restorer from a weights file alone; returns (restorer in eval mode, metadata).
+
+    From a training checkpoint it takes the moving average of E_X and G_Y when the run kept one
+    (``ema=False``: the raw weights); ``meta["ema_decay"]`` says which (0.0: raw).
 
     Metadata always has ``model_config`` (dict) and ``sha256`` of the file.
     """
@@ -79,10 +82,15 @@ def load_restorer(path: str | os.PathLike[str]) -> tuple[Restorer, dict[str, Any
                 raise WeightsError(f"{path}: not an invrep restorer file (format {meta.get('format')!r})")
         else:
             ckpt = read_train_checkpoint(path)
-            nets = ckpt["networks"]
-            state = {f"noisy_encoder.{k}": v for k, v in nets["noisy_encoder"].items()}
-            state.update({f"clean_decoder.{k}": v for k, v in nets["clean_decoder"].items()})
-            meta = {"model_config": ckpt["model_config"], "step": ckpt.get("step")}
+            if ema and ckpt.get("ema"):
+                state = dict(ckpt["ema"])
+                meta = {"ema_decay": ckpt.get("ema_decay")}
+            else:
+                nets = ckpt["networks"]
+                state = {f"noisy_encoder.{k}": v for k, v in nets["noisy_encoder"].items()}
+                state.update({f"clean_decoder.{k}": v for k, v in nets["clean_decoder"].items()})
+                meta = {"ema_decay": 0.0}
+            meta.update({"model_config": ckpt["model_config"], "step": ckpt.get("step")})
         config = ModelConfig.from_dict(meta["model_config"])
         restorer = Restorer(config)
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}

@@ -121,6 +121,9 @@ class TrainConfig:
     #: learning rate halves every this many steps
     lr_step: int = 100_000
     lr_gamma: float = 0.5
+    #: decay of the exponential moving average of E_X and G_Y that ``restorer.safetensors`` ships
+    #: (0: ship the raw weights). Warmed up as min(decay, (1 + step) / (10 + step)).
+    ema_decay: float = 0.999
     seed: int = 0
     device: str = "auto"
     #: "auto" (bf16 on CUDA where supported, else fp16; none on CPU), "none", "bf16", "fp16"

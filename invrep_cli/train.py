@@ -9,7 +9,9 @@ Run directory layout::
                                        term, lr, step time), val, checkpoint, done
     RUN_DIR/checkpoints/step_NNNNNNNN.pt   the last ``keep_checkpoints`` checkpoints
     RUN_DIR/last.pt                    the newest checkpoint (what --resume reads)
-    RUN_DIR/restorer.safetensors       E_X + G_Y of the newest checkpoint, for ``invrep restore``
+    RUN_DIR/restorer.safetensors       E_X + G_Y of the newest checkpoint, for ``invrep restore``:
+                                       their exponential moving average (``ema_decay``, as
+                                       Real-ESRGAN ships ``params_ema``), else the raw weights
     RUN_DIR/samples/step_NNNNNNNN.png  rows: noisy x, restored x_ab, clean y, synthetic noisy x_ba
 
 Each iteration: ``repr_steps`` D_R steps on detached codes, one D_X/D_Y step on detached fakes, one
@@ -22,6 +24,7 @@ updated more often).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -54,7 +57,7 @@ from invrep_cli.losses import (
     semantic_consistency,
     weighted_total,
 )
-from invrep_cli.models import LIRNetworks, build_models
+from invrep_cli.models import LIRNetworks, Restorer, build_models
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -283,6 +286,8 @@ class Trainer:
                 raise UsageError(f"{name} must be >= {low}, got {value}")
         if cfg.lr <= 0 or cfg.repr_lr <= 0:
             raise UsageError("learning rates must be positive")
+        if not 0.0 <= cfg.ema_decay < 1.0:
+            raise UsageError(f"--ema must be in [0, 1), got {cfg.ema_decay}")
         for f in dataclasses.fields(LossWeights):
             if getattr(cfg.losses, f.name) < 0:
                 raise UsageError(f"loss weight {f.name} must be >= 0")
@@ -375,6 +380,8 @@ class Trainer:
                 # only rank 0's RNG state is stored; other ranks get their own distinct stream
                 torch.manual_seed(self.cfg.seed + 1000 * self.dist.rank + self.step)
 
+        self._build_ema(ckpt)
+
         # the modules whose forward feeds a backward that trains them go through DDP (and compile)
         self.train_modules: dict[str, Any] = {}
         for name, module in self.nets.items():
@@ -387,6 +394,39 @@ class Trainer:
             if cfg.compile:
                 wrapped = torch.compile(wrapped)
             self.train_modules[name] = wrapped
+
+    def _build_ema(self, ckpt: dict[str, Any] | None) -> None:
+        """The moving average of E_X and G_Y (a Restorer of its own), from the checkpoint when it has one."""
+        self.ema: Restorer | None = None
+        if self.cfg.ema_decay <= 0:
+            return
+        live = self.nets.restorer()
+        self.ema = copy.deepcopy(live).eval().requires_grad_(False)
+        state = ckpt.get("ema") if ckpt is not None else None
+        if state is not None:
+            self.ema.load_state_dict(state)
+        elif ckpt is not None:
+            self.warn(f"--resume: the checkpoint has no moving average; it starts from the weights of step {self.step}")
+        ema_state, live_state = self.ema.state_dict(keep_vars=True), live.state_dict(keep_vars=True)
+        pairs = [(ema_state[k], live_state[k]) for k in ema_state]
+        self._ema_float = [(e, v) for e, v in pairs if e.is_floating_point()]
+        self._ema_other = [(e, v) for e, v in pairs if not e.is_floating_point()]
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- ema + (1 - d) (live - ema) for parameters and BatchNorm statistics alike, with the
+        decay warmed up as min(d, (1 + step) / (10 + step)) so early averages forget the random start."""
+        if self.ema is None:
+            return
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        for e, v in self._ema_float:
+            e.lerp_(v.detach().to(e.dtype), 1.0 - decay)
+        for e, v in self._ema_other:
+            e.copy_(v)
+
+    def shipped_restorer(self) -> Restorer:
+        """What ``restorer.safetensors`` holds and validation scores: the moving average, else the live weights."""
+        return self.ema if self.ema is not None else self.nets.restorer()
 
     def _loader(self, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
         sampler = StepBatches(self.step, self.cfg.steps, self.cfg.batch_size, self.dist.rank, self.dist.world_size)
@@ -487,6 +527,7 @@ class Trainer:
             terms["d_repr"] = self.representation_step(codes)
         terms.update(self.image_discriminator_step(x, y, codes))
         g_terms, images = self.generator_step(x, y)
+        self.update_ema()
         terms.update(g_terms)
         for sched in self.schedulers.values():
             sched.step()
@@ -549,6 +590,8 @@ class Trainer:
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "scalers": {name: s.state_dict() for name, s in self.scalers.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema_decay": self.cfg.ema_decay if self.ema is not None else 0.0,
             "train_config": cfg_dict,
             "rng": rng_state(),
             "semantic_enabled": self.vgg is not None,
@@ -567,9 +610,14 @@ class Trainer:
         for old in existing[: max(0, len(existing) - self.cfg.keep_checkpoints)]:
             old.unlink(missing_ok=True)
         save_restorer(
-            self.nets.restorer(),
+            self.shipped_restorer(),
             self.out / RESTORER_FILE,
-            meta={"source": "invrep train", "step": self.step, "semantic_enabled": self.vgg is not None},
+            meta={
+                "source": "invrep train",
+                "step": self.step,
+                "semantic_enabled": self.vgg is not None,
+                "ema_decay": self.cfg.ema_decay if self.ema is not None else 0.0,
+            },
         )
         self.last_checkpoint_step = self.step
         self.log({"event": "checkpoint", "step": self.step, "path": str(path)})
@@ -593,10 +641,11 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, pairs: list[ValPair]) -> dict[str, float]:
-        """PSNR/SSIM (skimage) of the restorer on whole validation images, BatchNorm in eval mode."""
+        """PSNR/SSIM (skimage) of the shipped restorer (the moving average unless --ema 0) on whole
+        validation images, BatchNorm in eval mode."""
         from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-        restorer = self.nets.restorer().eval()
+        restorer = self.shipped_restorer().eval()
         psnrs, ssims = [], []
         try:
             for pair in pairs:

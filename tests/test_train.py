@@ -235,6 +235,7 @@ def _exit(result: Any) -> tuple[int, str]:
         ("resume_nothing", "no checkpoint to resume"),
         ("vgg_missing", "VGG19 weights not found"),
         ("cuda", "no CUDA GPU"),
+        ("bad_ema", "--ema must be in [0, 1)"),
     ],
 )
 def test_bad_input_exit_2(tmp_path: Path, clean_dir: Path, case: str, message: str) -> None:
@@ -262,6 +263,7 @@ def test_bad_input_exit_2(tmp_path: Path, clean_dir: Path, case: str, message: s
             str(tmp_path / "x.pth"),
         ],
         "cuda": ["--clean", str(clean_dir), "--synthetic", "gaussian:25", "--device", "cuda"],
+        "bad_ema": ["--clean", str(clean_dir), "--synthetic", "gaussian:25", "--ema", "1"],
     }[case]
     if case == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -296,3 +298,65 @@ def test_noisy_folder_paired_validation_and_batch_norm_decoder(tmp_path: Path, c
     assert "3 noisy" in start["data"]
     restorer, _ = load_restorer(out / "restorer.safetensors")
     assert restorer.config.decoder_norm == "batch"
+
+
+def test_restorer_ships_the_moving_average(tmp_path: Path, clean_dir: Path) -> None:
+    """restorer.safetensors holds the EMA of E_X and G_Y: it follows the update rule, differs from the
+    raw weights, and survives --resume exactly; --ema 0 ships the raw weights."""
+    full, part, raw = tmp_path / "full", tmp_path / "part", tmp_path / "raw"
+    assert run_train(full, clean_dir, "--steps", "3", "--ema", "0.5").exit_code == 0
+    assert run_train(part, clean_dir, "--steps", "2", "--ema", "0.5").exit_code == 0
+    resumed = run_train(part, clean_dir, "--steps", "3", "--ema", "0.5", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    ckpt = torch.load(full / "last.pt", weights_only=True)
+    assert ckpt["ema_decay"] == 0.5
+    ema = ckpt["ema"]
+    live = {f"clean_decoder.{k}": v for k, v in ckpt["networks"]["clean_decoder"].items()}
+    key = next(k for k in live if k.endswith("weight") and live[k].dim() == 4)
+    assert not torch.allclose(ema[key], live[key])  # an average, not a copy
+    resumed_ema = torch.load(part / "last.pt", weights_only=True)["ema"]
+    assert all(torch.allclose(ema[k].float(), resumed_ema[k].float(), atol=1e-6) for k in ema)
+    shipped, meta = load_restorer(full / "restorer.safetensors")
+    assert meta["ema_decay"] == 0.5
+    assert torch.allclose(shipped.state_dict()[key], ema[key])
+    from_ckpt, meta_ckpt = load_restorer(full / "last.pt")
+    assert meta_ckpt["ema_decay"] == 0.5 and torch.allclose(from_ckpt.state_dict()[key], ema[key])
+    raw_from_ckpt, meta_raw = load_restorer(full / "last.pt", ema=False)
+    assert meta_raw["ema_decay"] == 0.0 and torch.allclose(raw_from_ckpt.state_dict()[key], live[key])
+    assert run_train(raw, clean_dir, "--steps", "1", "--ema", "0").exit_code == 0
+    raw_ckpt = torch.load(raw / "last.pt", weights_only=True)
+    assert raw_ckpt["ema"] is None
+    raw_shipped, _ = load_restorer(raw / "restorer.safetensors")
+    raw_live = raw_ckpt["networks"]["clean_decoder"]
+    assert torch.allclose(raw_shipped.state_dict()[key], raw_live[key.removeprefix("clean_decoder.")])
+
+
+def test_update_ema_follows_the_rule(tmp_path: Path, clean_dir: Path, tiny_config: ModelConfig) -> None:
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        clean_dir=str(clean_dir),
+        synthetic="gaussian:25",
+        model=tiny_config,
+        losses=LossWeights(semantic=0.0),
+        batch_size=2,
+        crop_size=32,
+        workers=0,
+        device="cpu",
+        ema_decay=0.9,
+    )
+    trainer = Trainer(cfg)
+    trainer.setup()
+    assert trainer.ema is not None
+    trainer.step = 1000  # warm-up over: the decay is 0.9
+    live = trainer.nets.restorer().state_dict()
+    key = next(k for k, v in live.items() if v.dim() == 4)
+    before = trainer.ema.state_dict()[key].clone()
+    with torch.no_grad():
+        trainer.nets.restorer().state_dict(keep_vars=True)[key].add_(1.0)
+    target = trainer.nets.restorer().state_dict()[key]
+    trainer.update_ema()
+    assert torch.allclose(trainer.ema.state_dict()[key], 0.9 * before + 0.1 * target, atol=1e-6)
+    trainer.step = 0  # first update: decay min(0.9, 1/10) = 0.1, mostly the live weights
+    trainer.update_ema()
+    after = trainer.ema.state_dict()[key]
+    assert torch.allclose(after, 0.1 * (0.9 * before + 0.1 * target) + 0.9 * target, atol=1e-6)

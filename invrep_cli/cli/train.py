@@ -84,6 +84,13 @@ def train_command(
         "repr_lr"
     ],
     lr_step: Annotated[int, _opt("--lr-step", help="Halve the learning rates every this many steps.")] = _TC["lr_step"],
+    ema: Annotated[
+        float,
+        _opt(
+            "--ema",
+            help="Decay of the moving average of E_X and G_Y that the restorer ships (0: raw weights).",
+        ),
+    ] = _TC["ema_decay"],
     seed: Annotated[int, _opt("--seed", help="Seed of the data split, crops, noise and initialisation.")] = _TC["seed"],
     device: DeviceOpt = "auto",
     resume: Annotated[bool, _opt("--resume", help="Continue the run in --out from its last.pt.")] = False,
@@ -176,6 +183,7 @@ def train_command(
             lr=lr,
             repr_lr=repr_lr,
             lr_step=lr_step,
+            ema_decay=ema,
             seed=seed,
             device=device,
             amp=amp,
