@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio
 
+from invrep_cli.bench import add_noise, image_metrics, noise_seed, to_uint8
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.data import list_images, read_image, split_halves
 
@@ -46,34 +46,28 @@ def main() -> None:
     _, noisy_half = split_halves(list_images(args.clean_dir), args.seed)
     picks = [noisy_half[i] for i in np.linspace(0, len(noisy_half) - 1, args.images).round().astype(int)]
     sigmas = [float(s) for s in args.sigma.split(",")]
-    rng = np.random.default_rng(1234)
-    cases = []  # (sigma, clean, noisy) made once, shared by every model
+    cases = []  # (sigma, clean, noisy) as uint8, made once (noise as `invrep bench` makes it), shared by every model
     for sigma in sigmas:
-        for path in picks:
-            clean = centre_crop(read_image(path), args.crop)
-            noisy = np.round(np.clip(clean + rng.normal(0, sigma / 255, clean.shape), 0, 1) * 255) / 255
-            cases.append((sigma, clean, noisy.astype(np.float32)))
+        for index, path in enumerate(picks):
+            clean = to_uint8(centre_crop(read_image(path), args.crop))
+            cases.append((sigma, clean, add_noise(clean, sigma, noise_seed(args.seed, index, sigma))))
 
     rows = []
     for model in args.models:
         restorer, meta = load_restorer(model)
-        restorer.eval()
         scores: dict[float, list[float]] = {s: [] for s in sigmas}
         for sigma, clean, noisy in cases:
+            inp = torch.from_numpy(noisy.transpose(2, 0, 1)[None] / np.float32(255.0))
             with torch.inference_mode():
-                out = restorer(torch.from_numpy(noisy.transpose(2, 0, 1)[None].copy()))[0].numpy()
-            out = np.clip(out.transpose(1, 2, 0), 0, 1)
-            scores[sigma].append(peak_signal_noise_ratio(clean, out, data_range=1.0))
+                out = restorer(inp)[0].numpy().transpose(1, 2, 0)
+            scores[sigma].append(image_metrics(clean, to_uint8(out))[0])
         row = {"model": str(model), "step": meta.get("step") or meta.get("trained_steps")}
         row.update({f"psnr_{s:g}": round(float(np.mean(v)), 3) for s, v in scores.items()})
         rows.append(row)
         if not args.json:
             print(row["model"], row["step"], *[row[f"psnr_{s:g}"] for s in sigmas], flush=True)
     noisy_rows = {
-        f"psnr_{s:g}": round(
-            float(np.mean([peak_signal_noise_ratio(c, n, data_range=1.0) for t, c, n in cases if t == s])), 3
-        )
-        for s in sigmas
+        f"psnr_{s:g}": round(float(np.mean([image_metrics(c, n)[0] for t, c, n in cases if t == s])), 3) for s in sigmas
     }
     if args.json:
         print(json.dumps({"images": [p.name for p in picks], "crop": args.crop, "noisy": noisy_rows, "models": rows}))
