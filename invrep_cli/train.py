@@ -420,9 +420,14 @@ class Trainer:
             return
         decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         for e, v in self._ema_float:
-            e.lerp_(v.detach().to(e.dtype), 1.0 - decay)
+            e.lerp_(v, 1.0 - decay)
         for e, v in self._ema_other:
             e.copy_(v)
+
+    @property
+    def shipped_ema_decay(self) -> float:
+        """The decay of the average that ships, 0.0 when the raw weights ship."""
+        return self.cfg.ema_decay if self.ema is not None else 0.0
 
     def shipped_restorer(self) -> Restorer:
         """What ``restorer.safetensors`` holds and validation scores: the moving average, else the live weights."""
@@ -591,7 +596,7 @@ class Trainer:
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "scalers": {name: s.state_dict() for name, s in self.scalers.items()},
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "ema_decay": self.cfg.ema_decay if self.ema is not None else 0.0,
+            "ema_decay": self.shipped_ema_decay,
             "train_config": cfg_dict,
             "rng": rng_state(),
             "semantic_enabled": self.vgg is not None,
@@ -616,7 +621,7 @@ class Trainer:
                 "source": "invrep train",
                 "step": self.step,
                 "semantic_enabled": self.vgg is not None,
-                "ema_decay": self.cfg.ema_decay if self.ema is not None else 0.0,
+                "ema_decay": self.shipped_ema_decay,
             },
         )
         self.last_checkpoint_step = self.step
