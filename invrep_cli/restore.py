@@ -9,7 +9,10 @@ Folder runs behave like a build tool:
   with that size; missing, changed or foreign outputs are (re)written. So a killed batch resumes
   by re-running the same command, and a change of weights or settings re-processes what it
   affects. ``overwrite=True`` re-processes everything;
-- outputs are written atomically (temporary file, then rename): never half-written;
+- outputs are written atomically (temporary file, fsync, rename, fsync of the folder): never
+  half-written, with the permissions a plain write gives; each is recorded (an fsynced journal
+  line) right after its rename, so ``kill -9`` at any moment loses at most the image in flight,
+  and the next run removes the temporaries such a kill leaves beside its own outputs;
 - a file that cannot be read, decoded or written is one failure naming the file and the reason;
   the batch goes on, and failures are listed in the summary and in ``OUT/.invrep-failures.txt``;
 - shards (``--shard K/N`` or torchrun's RANK/WORLD_SIZE) take ``files[K::N]`` of the sorted list
@@ -26,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -38,7 +42,7 @@ import numpy as np
 
 from invrep_cli.backends import Backend, available_ram, is_out_of_memory
 from invrep_cli.errors import ImageError, InvrepError, UsageError
-from invrep_cli.fsutil import atomic_path
+from invrep_cli.fsutil import atomic_path, fsync_dir, remove_leftovers
 from invrep_cli.imageio import FORMAT_CHOICES, IMAGE_SUFFIXES, LoadedImage, decode_image, output_suffix, write_image
 from invrep_cli.tiling import plan_tiles, round_down, tiled_apply
 
@@ -52,8 +56,9 @@ MIN_TILE = 32
 MAX_AUTO_TILE = {"cuda": 2048, "cpu": 512}
 #: share of free memory an automatic tile plan may use
 MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.4}
-#: records are saved at most this often (and at the end): a kill loses at most this much bookkeeping
-_RECORD_SAVE_INTERVAL_S = 2.0
+#: the record journal is folded into the JSON record after this many lines (and at the end)
+_JOURNAL_FOLD_LINES = 500
+JOURNAL_SUFFIX = ".jsonl"
 
 Message = Callable[[str], None]
 
@@ -355,24 +360,37 @@ def plan_jobs(
 
 
 class RestoreRecord:
-    """What produced each output in a directory; decides whether an output is up to date."""
+    """What produced each output in a directory; decides whether an output is up to date.
+
+    Each output is recorded the moment it is renamed into place: one JSON line appended to a
+    journal (``.invrep-restore[.KofN].jsonl``) and fsynced, so ``kill -9`` at any moment loses at
+    most the image in flight. ``save`` folds the journal into the JSON file (atomically) and
+    empties it; reading replays any journal left by a killed run, ignoring a torn last line.
+    """
 
     def __init__(self, record_dir: Path, shard: tuple[int, int] | None = None) -> None:
         self.record_dir = record_dir
         suffix = f".{shard[0]}of{shard[1]}" if shard else ""
         self.path = record_dir / f"{RECORD_NAME}{suffix}.json"
+        self.journal_path = record_dir / f"{RECORD_NAME}{suffix}{JOURNAL_SUFFIX}"
         self.failures_path = record_dir / f"{FAILURES_NAME}{suffix}.txt"
         self.entries: dict[str, dict[str, Any]] = {}  # this process's file
         self.known: dict[str, dict[str, Any]] = {}  # every record file in the directory, newest wins
-        self._dirty = False
-        self._saved_at = 0.0
-        for file in sorted(record_dir.glob(f"{RECORD_NAME}*.json")) if record_dir.is_dir() else []:
-            entries = self._read(file)
+        self._lock = threading.Lock()
+        self._journal: Any = None  # open journal file, once something was recorded
+        self._journaled = 0
+        names = [RECORD_NAME + "*" + ext for ext in (".json", JOURNAL_SUFFIX)]
+        found = {f.with_suffix(".json") for n in names for f in record_dir.glob(n)} if record_dir.is_dir() else set()
+        for file in sorted(found):  # a killed first run leaves only a journal: read that too
+            entries = self._read(file) | self._read_journal(file.with_suffix(JOURNAL_SUFFIX))
             if file == self.path:
                 self.entries = dict(entries)
-            for key, entry in entries.items():
-                if key not in self.known or entry.get("time", 0) >= self.known[key].get("time", 0):
-                    self.known[key] = entry
+            self._merge(entries)
+
+    def _merge(self, entries: dict[str, dict[str, Any]]) -> None:
+        for key, entry in entries.items():
+            if key not in self.known or entry.get("time", 0) >= self.known[key].get("time", 0):
+                self.known[key] = entry
 
     @staticmethod
     def _read(file: Path) -> dict[str, dict[str, Any]]:
@@ -385,8 +403,25 @@ class RestoreRecord:
         entries = data.get("entries", {})
         return entries if isinstance(entries, dict) else {}
 
+    @staticmethod
+    def _read_journal(file: Path) -> dict[str, dict[str, Any]]:
+        entries: dict[str, dict[str, Any]] = {}
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except (OSError, ValueError):
+            return entries
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue  # the line a kill tore: that image is simply redone
+            if isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("entry"), dict):
+                entries[item["key"]] = item["entry"]
+        return entries
+
     def matches(self, rel: Path, input_sha256: str, weights_sha256: str, settings: dict[str, Any]) -> bool:
-        entry = self.known.get(rel.as_posix())
+        with self._lock:
+            entry = self.known.get(rel.as_posix())
         if not entry:
             return False
         if (
@@ -402,6 +437,7 @@ class RestoreRecord:
             return False
 
     def update(self, rel: Path, source: Path, input_sha256: str, weights_sha256: str, settings: dict[str, Any]) -> None:
+        """Record one output, durably, now (called right after its rename; thread-safe)."""
         entry = {
             "input": str(source),
             "input_sha256": input_sha256,
@@ -410,17 +446,36 @@ class RestoreRecord:
             "output_bytes": (self.record_dir / rel).stat().st_size,
             "time": time.time(),
         }
-        self.entries[rel.as_posix()] = entry
-        self.known[rel.as_posix()] = entry
-        self._dirty = True
+        line = json.dumps({"key": rel.as_posix(), "entry": entry}) + "\n"
+        with self._lock:
+            self.entries[rel.as_posix()] = entry
+            self.known[rel.as_posix()] = entry
+            if self._journal is None:
+                self.record_dir.mkdir(parents=True, exist_ok=True)
+                self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115
+                fsync_dir(self.record_dir)
+            self._journal.write(line)
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+            self._journaled += 1
+        if self._journaled >= _JOURNAL_FOLD_LINES:
+            self.save()
 
-    def save(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self._dirty or (not force and now - self._saved_at < _RECORD_SAVE_INTERVAL_S):
-            return
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps({"version": RECORD_VERSION, "entries": self.entries}, indent=1), encoding="utf-8")
-        self._dirty, self._saved_at = False, now
+    def save(self) -> None:
+        """Fold the journal into the JSON record (atomically), then empty the journal."""
+        with self._lock:
+            if self._journal is None and not self.journal_path.exists():
+                return
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(
+                    json.dumps({"version": RECORD_VERSION, "entries": self.entries}, indent=1), encoding="utf-8"
+                )
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+            # a kill between the rename and this unlink only replays entries already in the JSON
+            self.journal_path.unlink(missing_ok=True)
+            self._journaled = 0
 
     def write_failures(self, failures: list[dict[str, str]]) -> None:
         if not failures:
@@ -507,6 +562,8 @@ def restore_files(
     choice = tile_choice or choose_tile(backend, options.tile_overlap, options.tile, options.batch_size)
     settings = pixel_settings(backend, options)
     record = RestoreRecord(record_dir, shard)
+    # temporaries a killed run left beside this shard's own outputs and records (never another's)
+    remove_leftovers([job.output for job in jobs] + [record.path, record.failures_path])
     runner = _Runner(backend, choice, options.tile_overlap, message)
     summary = RestoreSummary(
         failed=list(failures), ignored=ignored, device=backend.device, backend=backend.name,
@@ -553,11 +610,20 @@ def restore_files(
             return
         for note in notes:
             summary.notes.append(f"{job.source}: {note}")
-        record.update(job.rel, job.source, prepared.input_sha256, weights_sha256, settings)
-        record.save()
         summary.processed += 1
         summary.megapixels += megapixels
         report(job.source, "processed")
+
+    def write_and_record(prepared: _Prepared, restored: np.ndarray) -> list[str]:
+        # in the writer thread: the record entry follows the rename at once, not the next image
+        assert prepared.image is not None
+        job = prepared.job
+        notes = write_image(job.output, restored, prepared.image)
+        try:
+            record.update(job.rel, job.source, prepared.input_sha256, weights_sha256, settings)
+        except OSError as exc:
+            raise ImageError(job.source, f"written, but the record cannot be ({exc.strerror or exc})") from exc
+        return notes
 
     pending: deque[tuple[_Prepared, Future[list[str]], float]] = deque()
     # two workers: one decodes the next image while the other encodes the previous one
@@ -592,14 +658,14 @@ def restore_files(
                     fail(job.source, f"restoration failed ({type(exc).__name__}: {exc})")
                     continue
                 compute_seconds += time.perf_counter() - tick
-                pending.append((prepared, pool.submit(write_image, job.output, restored, image), image.megapixels))
+                pending.append((prepared, pool.submit(write_and_record, prepared, restored), image.megapixels))
                 del restored, image, prepared
                 while pending and (pending[0][1].done() or len(pending) > 1):
                     finish_write(*pending.popleft())
         finally:
             while pending:
                 finish_write(*pending.popleft())
-            record.save(force=True)
+            record.save()
     summary.precision = backend.precision  # after any fp32 fallback
     record.write_failures(summary.failed)
     summary.seconds = time.perf_counter() - started

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +273,65 @@ def test_shard_parsing() -> None:
             parse_shard(bad)
     assert shard_from_env({"RANK": "2", "WORLD_SIZE": "4"}) == (2, 4)
     assert shard_from_env({"RANK": "0", "WORLD_SIZE": "1"}) is None and shard_from_env({}) is None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_outputs_and_weights_get_normal_permissions(tmp_path: Path, tiny_config: ModelConfig) -> None:
+    old = os.umask(0o022)
+    try:
+        weights = save_restorer(build_restorer(tiny_config), tmp_path / "w.safetensors")
+        write_images(tmp_path / "in", 1)
+        code, _ = run_json(tmp_path / "in", tmp_path / "out", "--weights", weights)
+    finally:
+        os.umask(old)
+    assert code == 0
+    for path in (weights, tmp_path / "out" / "img_000.png", tmp_path / "out" / ".invrep-restore.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+_KILLED_RUN = """
+import os, signal, sys, time
+from invrep_cli.backends import make_backend
+from invrep_cli.restore import RestoreOptions, restore_files
+backend = make_backend(sys.argv[1], device="cpu", threads=1)
+real_run, calls = backend.run, [0]
+def run(batch):
+    calls[0] += 1
+    if calls[0] == int(sys.argv[4]):
+        time.sleep(1.0)  # the previous image's write has long finished: only this image is in flight
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_run(batch)
+backend.run = run
+restore_files(sys.argv[2], sys.argv[3], backend, "w", RestoreOptions(tile=0))
+"""
+
+
+def test_kill_9_loses_at_most_the_image_in_flight(tmp_path: Path, weights: Path) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 4)
+    script = tmp_path / "killed_run.py"
+    script.write_text(_KILLED_RUN, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    # killed while restoring the third image: the first two are written and must be recorded
+    proc = subprocess.run([sys.executable, str(script), str(weights), str(src), str(out), "3"], env=env, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in out.glob("img_*.png")) == ["img_000.png", "img_001.png"]
+    backend = make_backend(weights, device="cpu", threads=1)
+    summary = restore_files(src, out, backend, "w", RestoreOptions(tile=0))
+    assert (summary.processed, summary.skipped) == (2, 2)
+
+
+def test_a_run_removes_its_own_leftover_part_files(tmp_path: Path, weights: Path) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 2)
+    out.mkdir()
+    ours = [out / ".img_000.x1y2z3w4.png.part", out / "..invrep-restore.0of2.ab12cd34.json.part"]
+    foreign = [out / ".holiday.x1y2z3w4.png.part", out / ".img_001.x1y2z3w4.png.part"]
+    for path in ours + foreign:
+        path.write_bytes(b"")
+    # shard 0/2 owns img_000 only: another shard's (or another tool's) temporaries are left alone
+    code, _ = run_json(src, out, "--weights", weights, "--shard", "0/2")
+    assert code == 0
+    assert sorted(p.name for p in out.glob(".*.part")) == sorted(p.name for p in foreign)
+    code, _ = run_json(src, out, "--weights", weights)
+    assert [p.name for p in out.glob(".*.part")] == [".holiday.x1y2z3w4.png.part"]
