@@ -9,8 +9,10 @@ Two formats are read, both without executing code:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,22 @@ from invrep_cli.models import Restorer
 
 RESTORER_FORMAT = "invrep-restorer/1"
 TRAIN_CHECKPOINT_FORMAT = "invrep-train-checkpoint/1"
+#: header key of the digest of every tensor (name, dtype, shape, bytes); files saved before it
+#: existed have none and load unchecked
+TENSORS_DIGEST_KEY = "tensors_sha256"
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor in name order: its name, dtype, shape and raw bytes.
+
+    The safetensors header has its own length check but nothing guards the data bytes; this does.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_restorer(
@@ -43,6 +61,7 @@ def save_restorer(
     }
     for key, value in (meta or {}).items():
         header[key] = value if isinstance(value, str) else json.dumps(value)
+    header[TENSORS_DIGEST_KEY] = tensors_digest(tensors)  # of what is stored, never a caller's copy
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
@@ -53,8 +72,15 @@ def read_train_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """An ``invrep train`` checkpoint, read without executing code, or WeightsError."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # PyTorch's text suggests weights_only=False, i.e. running the file's code: never say that
+        raise WeightsError(
+            f"{path}: not a safe invrep checkpoint (it needs arbitrary Python objects unpickled, "
+            "which invrep refuses)"
+        ) from exc
     except Exception as exc:
-        raise WeightsError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise WeightsError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first_line})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != TRAIN_CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not an invrep training checkpoint")
     return ckpt
@@ -76,10 +102,17 @@ def load_restorer(path: str | os.PathLike[str], ema: bool = True) -> tuple[Resto
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as f:
-                meta = decode_metadata(f.metadata() or {})
+                raw_meta = f.metadata() or {}
+                meta = decode_metadata(raw_meta)
                 state = {k: f.get_tensor(k) for k in f.keys()}
             if meta.get("format") != RESTORER_FORMAT:
                 raise WeightsError(f"{path}: not an invrep restorer file (format {meta.get('format')!r})")
+            expected = raw_meta.get(TENSORS_DIGEST_KEY)
+            if expected is not None and tensors_digest(state) != expected:
+                raise WeightsError(
+                    f"{path}: the weights data is corrupt (its tensors do not match the digest stored in "
+                    "the file); download or copy it again"
+                )
         else:
             ckpt = read_train_checkpoint(path)
             if ema and ckpt.get("ema"):
