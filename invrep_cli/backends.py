@@ -4,7 +4,9 @@ A backend runs N x 3 x H x W float32 batches in [0, 1] (H, W multiples of ``size
 says what actually ran (``device``, ``precision``) so logs and JSON records are honest. Device
 policy: ``auto`` takes CUDA when present, ``cuda`` without a GPU is an error (never a silent CPU
 fallback); precision ``auto`` is bf16 (fp16 where bf16 is unsupported) on CUDA and fp32 on CPU;
-fp16 on CPU is refused. Half-precision output with NaN/inf is recomputed in fp32 with a warning.
+fp16 on CPU is refused, and bf16 on CPU is refused where the processor has no bf16 instructions
+(``devices.cpu_bf16_unsupported``); int8 is an ONNX graph (``invrep export --int8``), not a torch
+precision. Half-precision output with NaN/inf is recomputed in fp32 with a warning.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from invrep_cli.errors import UsageError
 log = logging.getLogger(__name__)
 
 BACKEND_CHOICES = ("torch", "onnx")
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8")
 #: after this many fp32 recomputations the backend stays in fp32 (half precision is not working)
 _MAX_HALF_FALLBACKS = 3
 
@@ -62,11 +64,16 @@ class TorchBackend:
         import torch
 
         from invrep_cli.checkpoint import load_restorer
-        from invrep_cli.devices import describe_device, resolve_device
+        from invrep_cli.devices import cpu_bf16_unsupported, describe_device, resolve_device
         from invrep_cli.models import receptive_field
 
         if precision not in PRECISION_CHOICES:
             raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
+        if precision == "int8":
+            raise UsageError(
+                "--precision int8 runs through ONNX Runtime: invrep export --onnx M.onnx --int8 --calibrate DIR, "
+                "then invrep restore --backend onnx --weights M.onnx"
+            )
         if threads is not None:
             if threads < 1:
                 raise UsageError(f"--threads {threads}: must be >= 1")
@@ -77,6 +84,8 @@ class TorchBackend:
             precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "fp32"
         if precision == "fp16" and not on_cuda:
             raise UsageError("--precision fp16 on CPU is refused (slow and prone to black images); use fp32 or bf16")
+        if precision == "bf16" and not on_cuda and (reason := cpu_bf16_unsupported()):
+            raise UsageError(f"--precision bf16 on CPU is refused: {reason}; use --precision fp32")
         self.precision = precision
         self.on_warning = on_warning or log.warning
         self.half_fallbacks = 0
@@ -92,12 +101,15 @@ class TorchBackend:
             int(stored) if isinstance(stored, (int, float)) and stored >= 0
             else theoretical_margin(self.receptive_field, self.size_multiple)
         )
-        # channels_last lets cuDNN pick its faster NHWC kernels; on CPU it is no gain
-        self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
-        self.model_fp32 = model.to(self.torch_device, memory_format=self.memory_format).eval()
+        # channels_last lets cuDNN pick its faster NHWC kernels; on CPU it is what oneDNN's bf16
+        # convolutions want (2.2x fp32 on this project's 2-core machine, benchmarks/precision_speed.py)
+        self.fp32_format = torch.channels_last if on_cuda else torch.contiguous_format
+        self.memory_format = torch.channels_last if precision == "bf16" else self.fp32_format
+        self.model_fp32 = model.to(self.torch_device, memory_format=self.fp32_format).eval()
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.model = (
-            self.model_fp32 if precision == "fp32" else copy.deepcopy(self.model_fp32).to(dtype=self.dtype)
+            self.model_fp32 if precision == "fp32"
+            else copy.deepcopy(self.model_fp32).to(dtype=self.dtype, memory_format=self.memory_format)
         )
         if compile:
             # Tiles share one shape, so a static-shape compile is reused for every tile; on CUDA
@@ -123,12 +135,12 @@ class TorchBackend:
         message = f"{self.precision} output had NaN/inf: batch recomputed in fp32"
         if self.half_fallbacks >= _MAX_HALF_FALLBACKS:
             message += f"; switching to fp32 for the rest of the run ({self.half_fallbacks} fallbacks)"
-            self.model, self.precision = self.model_fp32, "fp32"
+            self.model, self.precision, self.memory_format = self.model_fp32, "fp32", self.fp32_format
             import torch
 
             self.dtype = torch.float32
         self.on_warning(message)
-        return self.model_fp32(x)
+        return self.model_fp32(x.contiguous(memory_format=self.fp32_format))
 
     def bytes_per_pixel(self) -> float:
         """Peak inference memory per input pixel: measured on CUDA, estimated on CPU."""

@@ -32,3 +32,32 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+#: /proc/cpuinfo flags for native bf16 arithmetic: x86 AVX512-BF16 or AMX, Arm's BF16 extension.
+#: Without them oneDNN still accepts bf16 but emulates it, which is slower than fp32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The processor's feature flags from /proc/cpuinfo (x86 "flags", Arm "Features"); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_bf16_unsupported() -> str | None:
+    """Why this CPU cannot run bf16 at speed, or None when it can (checked, never assumed)."""
+    found = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
+    if found and torch.backends.mkldnn.is_available():
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    if found:
+        return f"this PyTorch build has no oneDNN (CPU capability {capability})"
+    return f"this processor has no bf16 instructions (no avx512_bf16, amx_bf16 or bf16 flag; PyTorch sees {capability})"

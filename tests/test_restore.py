@@ -148,6 +148,20 @@ def test_usage_errors_exit_2(tmp_path: Path, weights: Path) -> None:
     assert sorted(p.name for p in src.iterdir()) == ["img_000.png"]  # nothing written beside the input
 
 
+def test_bf16_refused_in_one_line_on_a_cpu_without_it(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import invrep_cli.devices as devices
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "fma"})
+    src = tmp_path / "in"
+    write_images(src, 1)
+    code, _, err = invoke(src, tmp_path / "out", "--weights", weights, "--precision", "bf16", "--device", "cpu")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "bf16 on CPU is refused" in err and "--precision fp32" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_resume_skips_only_what_matches(tmp_path: Path, weights: Path) -> None:
     src, out = tmp_path / "in", tmp_path / "out"
     write_images(src, 3)

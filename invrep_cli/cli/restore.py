@@ -34,7 +34,12 @@ def restore_command(
     backend: Annotated[str, typer.Option("--backend", help="torch | onnx.")] = "torch",
     device: DeviceOpt = "auto",
     precision: Annotated[
-        str, typer.Option("--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16.")
+        str,
+        typer.Option(
+            "--precision",
+            help="auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | fp16 (CUDA) | bf16 (CUDA; CPUs with AVX512-BF16 "
+            "or AMX) | int8 (an ONNX graph from export --int8).",
+        ),
     ] = "auto",
     tile: Annotated[
         int | None, typer.Option("--tile", help="Tile size in px; 0 = whole image; default: from free memory.")
@@ -55,7 +60,10 @@ def restore_command(
         str | None,
         typer.Option("--shard", help="K/N (0-based): take files K, K+N, ... Default: torchrun's RANK/WORLD_SIZE."),
     ] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for inference.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="CPU threads for inference (torch, ONNX Runtime); default: every core."),
+    ] = None,
     compile_model: Annotated[
         bool,
         typer.Option("--compile", help="torch.compile the restorer for the tile shape (CUDA graphs on GPU)."),
