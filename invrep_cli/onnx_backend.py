@@ -168,10 +168,9 @@ class OnnxBackend:
         # the graph decides its precision (an fp16 export may keep float32 inputs behind Cast nodes)
         graph_precision = str(self.metadata.get("precision", "fp16" if self.input_dtype == np.float16 else "fp32"))
         if precision not in ("auto", graph_precision):
-            raise UsageError(
-                f"--precision {precision}: {self.path.name} is an {graph_precision} graph; "
-                f"export it again{' with --fp16' if precision == 'fp16' else ' without --fp16'}"
-            )
+            how = {"fp16": "export it again with --fp16", "int8": "export it again with --int8 --calibrate DIR",
+                   "fp32": "export it again without --fp16 or --int8"}.get(precision, "use --backend torch")
+            raise UsageError(f"--precision {precision}: {self.path.name} is an {graph_precision} graph; {how}")
         self.precision = graph_precision
         config = self.metadata.get("model_config") or {}
         default_multiple = 2 ** int(config.get("n_downsample", 2)) if isinstance(config, dict) else 4

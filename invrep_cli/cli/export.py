@@ -28,6 +28,15 @@ def _parity_table(report: dict[str, Any]) -> Any:
     return table
 
 
+def _int8_line(report: dict[str, Any]) -> str:
+    parity, calibration = report["int8_parity"], report["quantization"]["calibration"]
+    return (
+        f"int8 vs fp32 graph: {parity['psnr_db']:.2f} dB PSNR (worst crop {parity['min_psnr_db']:.2f}, "
+        f"required {parity['min_psnr_required']:g}) on {parity['inputs']} held-out crops; calibrated on "
+        f"{calibration['crops_used']} crops of {calibration['folder']} ({calibration['files']} files)"
+    )
+
+
 def export_command(
     onnx: Annotated[Path, typer.Option("--onnx", "-o", help="Output .onnx file (kept only if the check passes).")],
     opset: Annotated[
@@ -42,23 +51,50 @@ def export_command(
         float | None,
         typer.Option("--tolerance", min=0.0, help="Largest allowed |ONNX - PyTorch| (default 1e-4, fp16 1e-2)."),
     ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option("--int8", help="Static int8 (QDQ, per-channel weights) for CPUs; needs --calibrate."),
+    ] = False,
+    calibrate: Annotated[
+        Path | None,
+        typer.Option("--calibrate", help="Folder of images (clean or noisy) whose random crops set the int8 ranges."),
+    ] = None,
+    calibration_crops: Annotated[int, typer.Option("--calibration-crops", min=1, help="Crops to calibrate on.")] = 64,
+    calibration_size: Annotated[int, typer.Option("--calibration-size", min=8, help="Crop side in px.")] = 128,
+    calibration_sigma: Annotated[
+        float,
+        typer.Option("--calibration-sigma", min=0.0, help="Gaussian noise (0-255) added to crops; 0 for noisy images."),
+    ] = 0.0,
+    min_psnr: Annotated[
+        float, typer.Option("--min-psnr", help="Smallest int8 PSNR against the fp32 graph that keeps the file.")
+    ] = 35.0,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads for the checks; default: every core.")
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Export the restorer to ONNX (dynamic batch, height, width; metadata embedded) and check it against PyTorch
     at three sizes, odd ones included. Exit 0 when it matches, 1 when it does not (no file kept), 2 on bad
     weights or options."""
-    from invrep_cli.errors import ExportError
+    from invrep_cli.errors import ExportError, UsageError
     from invrep_cli.export import export_onnx
+    from invrep_cli.quantize import Calibration
     from invrep_cli.weights import resolve_weights
 
     talk = not (quiet or json_out)
     with core_errors():
+        if int8 != (calibrate is not None):
+            raise UsageError("--int8 and --calibrate DIR go together: int8 ranges are calibrated on images")
+        calibration = (
+            Calibration(str(calibrate), calibration_crops, calibration_size, calibration_sigma)
+            if calibrate is not None else None
+        )
         path = resolve_weights(weights)
         try:
             report = export_onnx(
-                path, onnx, opset=opset, fp16=fp16, tol=tolerance,
-                progress=(lambda msg: console_err.print(f"[dim]{msg}[/dim]")) if talk else None,
+                path, onnx, opset=opset, fp16=fp16, tol=tolerance, calibration=calibration, min_psnr=min_psnr,
+                threads=threads, progress=(lambda msg: console_err.print(f"[dim]{msg}[/dim]")) if talk else None,
             )
         except ExportError as exc:
             # a parity failure still shows its numbers: they are what the user needs to judge it
@@ -67,6 +103,8 @@ def export_command(
                 print_json({**failed, "error": str(exc)})
             elif failed is not None and not quiet:
                 console.print(_parity_table(failed))
+                if "int8_parity" in failed:
+                    console.print(_int8_line(failed), highlight=False, soft_wrap=True)
             raise
     if json_out:
         print_json(report)
@@ -76,10 +114,12 @@ def export_command(
     console.print(_parity_table(report))
     if report["parity_skipped"]:
         console.print(f"[yellow]parity check skipped:[/yellow] {report['parity_skipped']}")
+    if "int8_parity" in report:
+        console.print(_int8_line(report), highlight=False, soft_wrap=True)
     worst = max((c["max_abs_diff"] for c in report["checks"]), default=float("nan"))
     console.print(
         f"wrote [bold]{report['path']}[/bold] ({report['file_size'] / 1e6:.1f} MB, opset {report['opset']}, "
-        f"{report['exporter']} exporter, {'fp16' if fp16 else 'fp32'}); largest difference {worst:.3g}; "
+        f"{report['exporter']} exporter, {report['precision']}); largest fp32 difference {worst:.3g}; "
         f"{report['seconds']:.1f} s",
         highlight=False,
     )
