@@ -32,13 +32,24 @@ _MAX_HALF_FALLBACKS = 3
 
 
 class Backend(Protocol):
+    """Everything restoration asks of a backend (restore.py calls nothing else)."""
+
     name: str  # "torch" or "onnx"
     device: str  # what actually runs, e.g. "cpu (2 threads)", "cuda:0 (NVIDIA H100)", "CPUExecutionProvider"
     precision: str  # "fp32" | "fp16" | "bf16" actually in use
     size_multiple: int  # tiles must be multiples of this (4 for the default shape)
     context_margin: int  # px of context each tile needs so its centre equals whole-image output
+    accepts_gray: bool  # run() takes N x 1 x H x W too (else gray is replicated to RGB)
+    weights_sha256: str  # of the weights file: a folder run's record compares it
+    on_warning: Callable[[str], None]  # one-line warnings while running (e.g. an fp32 fallback)
 
-    def run(self, batch: np.ndarray) -> np.ndarray: ...  # N x 3 x H x W float32 in [0,1] -> same
+    def run(self, batch: np.ndarray) -> np.ndarray: ...  # N x C x H x W float32 in [0,1] -> same
+
+    def free_memory(self) -> int: ...  # bytes free for activations on the device that runs
+
+    def bytes_per_pixel(self) -> float: ...  # peak inference memory per input pixel (measured or estimated)
+
+    def release_memory(self) -> None: ...  # give cached device memory back before an out-of-memory retry
 
 
 def theoretical_margin(receptive_field: int, size_multiple: int) -> int:
@@ -51,6 +62,7 @@ class TorchBackend:
     """The restorer in PyTorch, from a ``.safetensors`` or ``invrep train`` ``.pt`` file."""
 
     name = "torch"
+    accepts_gray = True  # the restorer has its own 1-channel path
 
     def __init__(
         self,
@@ -92,6 +104,7 @@ class TorchBackend:
 
         model, meta = load_restorer(weights)
         self.meta: dict[str, Any] = meta
+        self.weights_sha256 = str(meta["sha256"])
         self.config = model.config
         self.weights_path = Path(weights)
         self.size_multiple = model.size_multiple

@@ -6,14 +6,15 @@
 - gray stays gray (the restorer has a 1-channel path);
 - EXIF orientation is applied to the pixels and reset to 1 in the EXIF carried to the output, so
   photos are neither left rotated nor rotated twice; EXIF and ICC bytes are carried over;
-- decompression bombs are refused (``MAX_PIXELS``), and every decoding failure becomes one
-  ``ImageError`` naming the file and the reason, so a batch can report it and go on;
+- decompression bombs are refused: one limit, ``MAX_PIXELS`` (or the caller's ``max_pixels``,
+  ``--max-megapixels``), checked right after the header is parsed and before any pixel is decoded,
+  and quoted the same way everywhere (``pixel_limit_text``). Importing this module switches off
+  Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS = None``), which would otherwise fire first
+  with other numbers (its warning at 1x, its error at 2x its value) and could not be raised per run;
+- every decoding failure becomes one ``ImageError`` naming the file and the reason, so a batch can
+  report it and go on;
+- samples stay in their own dtype (uint8 or uint16) until a tile needs them as float32;
 - writes go through ``fsutil.atomic_path``: a crash never leaves a half-written output.
-
-Importing this module sets ``PIL.Image.MAX_IMAGE_PIXELS`` to ``MAX_PIXELS`` and turns Pillow's
-``DecompressionBombWarning`` into an error process-wide (a per-call ``catch_warnings`` is not
-thread-safe, and decoding runs in worker threads). The authoritative check is our own size test
-right after the header is parsed, so the limit holds even where warning filters are reset.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +32,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from invrep_cli.errors import ImageError
 from invrep_cli.fsutil import atomic_path
 
-#: largest image accepted, in pixels (200 MP); larger files are treated as decompression bombs
+#: largest image accepted by default, in pixels (200 MP); larger files are treated as
+#: decompression bombs unless the caller raises the limit
 MAX_PIXELS = 200_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+Image.MAX_IMAGE_PIXELS = None  # our check below is the one limit (see the module docstring)
 
 #: extensions a folder scan picks up
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
@@ -43,6 +43,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "webp": ".webp"}
 FORMAT_CHOICES = ("keep", *FORMAT_SUFFIX)
 _EXIF_ORIENTATION = 0x0112
+#: what Pillow's getexif() returns for a TIFF besides real EXIF: the file's own layout tags (size,
+#: bits, compression, strips, resolution, colour map, ICC, ...) and the description and software
+#: tags writers fill in. None of it is photo metadata, none of it may be carried to another file.
+_TIFF_LAYOUT_TAGS = frozenset({
+    254, 255, 256, 257, 258, 259, 262, 263, 266, 269, 270, 273, 277, 278, 279, 280, 281, 282, 283, 284,
+    285, 296, 297, 305, 317, 318, 319, 320, 322, 323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 34675,
+})
 _JPEG_QUALITY = 95
 _WEBP_QUALITY = 95
 
@@ -51,8 +58,8 @@ _WEBP_QUALITY = 95
 class LoadedImage:
     """A decoded image: colour to restore, and everything to carry to the output untouched."""
 
-    #: H x W x C float32 in [0, 1], C = 1 (gray) or 3 (RGB), orientation applied
-    pixels: np.ndarray
+    #: H x W x C samples as stored (uint8 or uint16), C = 1 (gray) or 3 (RGB), orientation applied
+    samples: np.ndarray
     #: H x W alpha in its original integer dtype (uint8 or uint16), or None
     alpha: np.ndarray | None
     #: 8 or 16
@@ -68,12 +75,20 @@ class LoadedImage:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def pixels(self) -> np.ndarray:
+        """The colour as H x W x C float32 in [0, 1] (a new array: 4 bytes a sample)."""
+        peak = 65535.0 if self.samples.dtype == np.uint16 else 255.0
+        out = self.samples.astype(np.float32)
+        out *= 1.0 / peak
+        return out
+
+    @property
     def height(self) -> int:
-        return int(self.pixels.shape[0])
+        return int(self.samples.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.pixels.shape[1])
+        return int(self.samples.shape[1])
 
     @property
     def megapixels(self) -> float:
@@ -90,8 +105,15 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> L
     return decode_image(data, path, max_pixels)
 
 
+def pixel_limit_text(max_pixels: int | None = None) -> str:
+    """The pixel limit as every message quotes it, e.g. "200 MP"."""
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    return f"{limit / 1e6:g} MP"
+
+
 def decode_image(data: bytes, path: str | os.PathLike[str], max_pixels: int | None = None) -> LoadedImage:
-    """Decode file bytes (already read, e.g. to hash them once); ``path`` only names the file."""
+    """Decode file bytes (already read, e.g. to hash them once); ``path`` only names the file.
+    ``max_pixels``: the decompression-bomb limit (None: ``MAX_PIXELS``)."""
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     if not data:
         raise ImageError(path, "empty file (0 bytes)")
@@ -100,8 +122,8 @@ def decode_image(data: bytes, path: str | os.PathLike[str], max_pixels: int | No
         width, height = im.size
         if width * height > limit:
             raise ImageError(
-                path, f"{width}x{height} ({width * height / 1e6:.0f} MP) is over the {limit / 1e6:g} MP "
-                "decompression-bomb limit"
+                path, f"{width}x{height} ({width * height / 1e6:.1f} MP) is over the {pixel_limit_text(limit)} "
+                "decompression-bomb limit (--max-megapixels raises it)"
             )
         notes: list[str] = []
         if getattr(im, "n_frames", 1) > 1:
@@ -111,27 +133,30 @@ def decode_image(data: bytes, path: str | os.PathLike[str], max_pixels: int | No
         orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
         fmt = im.format or "unknown"
         if _is_16bit_colour(data, im):
-            pixels, alpha, mode = _decode_16bit_colour(data, path)
-            pixels, alpha = _orient(pixels, orientation), (None if alpha is None else _orient(alpha, orientation))
+            samples, alpha, mode = _decode_16bit_colour(data, path)
+            samples, alpha = _orient(samples, orientation), (None if alpha is None else _orient(alpha, orientation))
             bit_depth = 16
         else:
             im.load()  # decodes now, so truncated data fails here with the file's name
             im = ImageOps.exif_transpose(im) if orientation != 1 else im
-            pixels, alpha, mode, bit_depth, drop_icc = _from_pillow(im, path, notes)
+            samples, alpha, mode, bit_depth, drop_icc = _from_pillow(im, path, notes)
             if drop_icc and icc:
                 notes.append("ICC profile dropped (it describes the original colour space)")
                 icc = None
         # after the pixels are turned: resetting the tag mutates the Exif object Pillow caches
+        if fmt == "TIFF":
+            for tag in _TIFF_LAYOUT_TAGS & set(exif):
+                del exif[tag]
         exif_bytes = _exif_without_orientation(exif)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # if a caller set Pillow's
         raise ImageError(path, f"decompression bomb refused ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(path, "not a readable image (unknown format or not an image file)") from exc
     except Exception as exc:  # truncated or corrupt data: decoders raise OSError, SyntaxError, struct.error...
         raise ImageError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
-    return LoadedImage(pixels, alpha, bit_depth, mode, fmt, icc, exif_bytes, notes)
+    return LoadedImage(samples, alpha, bit_depth, mode, fmt, icc, exif_bytes, notes)
 
 
 def _exif_without_orientation(exif: Image.Exif) -> bytes | None:
@@ -163,14 +188,14 @@ def _decode_16bit_colour(data: bytes, path: str | os.PathLike[str]) -> tuple[np.
     if arr.dtype != np.uint16:
         raise ImageError(path, f"unsupported sample type {arr.dtype} in a 16-bit image")
     if arr.ndim == 2:
-        return arr[..., None].astype(np.float32) / 65535.0, None, "L;16"
+        return arr[..., None], None, "L;16"
     channels = arr.shape[2]
     if channels == 2:
-        return arr[..., :1].astype(np.float32) / 65535.0, arr[..., 1].copy(), "LA;16"
+        return np.ascontiguousarray(arr[..., :1]), arr[..., 1].copy(), "LA;16"
     if channels == 3:
-        return arr[..., ::-1].astype(np.float32) / 65535.0, None, "RGB;16"  # OpenCV is BGR
+        return np.ascontiguousarray(arr[..., ::-1]), None, "RGB;16"  # OpenCV is BGR
     if channels == 4:
-        return arr[..., 2::-1].astype(np.float32) / 65535.0, arr[..., 3].copy(), "RGBA;16"
+        return np.ascontiguousarray(arr[..., 2::-1]), arr[..., 3].copy(), "RGBA;16"
     raise ImageError(path, f"unsupported 16-bit image with {channels} channels")
 
 
@@ -192,18 +217,18 @@ def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
 def _from_pillow(
     im: Image.Image, path: str | os.PathLike[str], notes: list[str]
 ) -> tuple[np.ndarray, np.ndarray | None, str, int, bool]:
-    """(pixels, alpha, mode, bit depth, whether the ICC profile no longer applies)."""
+    """(samples, alpha, mode, bit depth, whether the ICC profile no longer applies)."""
     mode = im.mode
     drop_icc = False
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(im).astype(np.uint16)
-        return arr[..., None].astype(np.float32) / 65535.0, None, "L;16", 16, False
+        return arr[..., None], None, "L;16", 16, False
     if mode == "I":
         arr = np.asarray(im)
         if arr.min() < 0 or arr.max() > 65535:
             raise ImageError(path, "unsupported 32-bit integer pixels outside the 16-bit range")
         notes.append("32-bit integer image read as 16-bit")
-        return arr[..., None].astype(np.float32) / 65535.0, None, "L;16", 16, False
+        return arr[..., None].astype(np.uint16), None, "L;16", 16, False
     if mode == "1":
         notes.append("1-bit image converted to 8-bit gray")
         im, mode = im.convert("L"), "L"
@@ -225,9 +250,9 @@ def _from_pillow(
         raise ImageError(path, f"unsupported pixel mode {mode!r}")
     arr = np.asarray(im)
     colour_channels = 1 if mode.startswith("L") else 3
-    pixels = arr.reshape(arr.shape[0], arr.shape[1], -1)[..., :colour_channels].astype(np.float32) / 255.0
+    samples = np.ascontiguousarray(arr.reshape(arr.shape[0], arr.shape[1], -1)[..., :colour_channels])
     alpha = arr[..., -1].copy() if mode.endswith("A") else None
-    return pixels, alpha, mode, 8, drop_icc
+    return samples, alpha, mode, 8, drop_icc
 
 
 def output_suffix(input_suffix: str, fmt: str = "keep") -> str:
@@ -246,18 +271,20 @@ def _quantise(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
     return out.astype(np.uint16 if bit_depth == 16 else np.uint8)
 
 
-def _to_depth(alpha: np.ndarray, bit_depth: int) -> np.ndarray:
-    if alpha.dtype == np.uint16 and bit_depth == 8:
-        return ((alpha.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    if alpha.dtype == np.uint8 and bit_depth == 16:
-        return alpha.astype(np.uint16) * 257
-    return alpha
+def _to_depth(samples: np.ndarray, bit_depth: int) -> np.ndarray:
+    """uint8 / uint16 samples (colour or alpha) at ``bit_depth``, rounded."""
+    if samples.dtype == np.uint16 and bit_depth == 8:
+        return ((samples.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if samples.dtype == np.uint8 and bit_depth == 16:
+        return samples.astype(np.uint16) * 257
+    return samples
 
 
 def write_image(path: str | os.PathLike[str], pixels: np.ndarray, source: LoadedImage) -> list[str]:
-    """Write restored ``pixels`` (H x W x C float32 in [0, 1]) with ``source``'s alpha, bit depth,
-    ICC and EXIF, in the format of ``path``'s suffix, atomically. Returns notes on what the format
-    could not hold. Raises ``ImageError`` on failure (no partial file is left)."""
+    """Write restored ``pixels`` (H x W x C float32 in [0, 1], or uint8 / uint16 samples) with
+    ``source``'s alpha, bit depth, ICC and EXIF, in the format of ``path``'s suffix, atomically.
+    Returns notes on what the format could not hold. Raises ``ImageError`` on failure (no partial
+    file is left)."""
     path = Path(path)
     suffix = path.suffix.lower()
     notes: list[str] = []
@@ -268,7 +295,7 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray, source: Loaded
     if suffix in (".jpg", ".jpeg") and alpha is not None:
         notes.append("JPEG has no alpha: alpha dropped")
         alpha = None
-    colour = _quantise(pixels, bit_depth)
+    colour = _to_depth(pixels, bit_depth) if np.issubdtype(pixels.dtype, np.integer) else _quantise(pixels, bit_depth)
     if colour.shape[2] == 1:
         colour = colour[..., 0]
     if alpha is not None:
@@ -353,7 +380,7 @@ def _write_16bit_multichannel(
             tmp, np.ascontiguousarray(arr), photometric="rgb", compression="zlib",
             extrasamples=("unassalpha",) if alpha is not None else None, extratags=extratags,
         )
-        if source.exif:
+        if source.exif:  # only when there is EXIF to lose
             notes.append("EXIF not written to 16-bit colour TIFF")
         return notes
     raise ValueError(f"cannot write 16-bit colour {suffix} files")

@@ -13,13 +13,18 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from invrep_cli.errors import DeviceError, UsageError, WeightsError
+from invrep_cli.fsutil import sha256_file
+
+log = logging.getLogger(__name__)
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -153,11 +158,13 @@ class OnnxBackend:
     """An exported restorer run by ONNX Runtime: N x 3 x H x W float32 in [0, 1] -> same shape."""
 
     name = "onnx"
+    accepts_gray = False  # the graph takes 3 channels
 
     def __init__(
         self, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto", threads: int | None = None
     ) -> None:
         self.path = Path(path)
+        self.on_warning: Callable[[str], None] = log.warning
         self.session, self.device = make_session(self.path, device, threads)
         self.metadata = read_metadata(self.session)
         graph_input = self.session.get_inputs()[0]
@@ -178,6 +185,8 @@ class OnnxBackend:
         self.context_margin = int(self.metadata.get("context_margin", 0))
         # smaller inputs would need replicate instead of reflect padding inside the net (see export.py)
         self.min_size = int(self.metadata.get("min_size", self.size_multiple + 1))
+        self.width = int(config.get("width", 64)) if isinstance(config, dict) else 64
+        self.weights_sha256 = sha256_file(self.path)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if batch.ndim != 4 or batch.shape[1] != 3:
@@ -192,6 +201,26 @@ class OnnxBackend:
         x = np.ascontiguousarray(x, dtype=self.input_dtype)
         y = self.session.run(None, {self.input_name: x})[0]
         return np.asarray(y[..., :h, :w], dtype=np.float32)
+
+    def free_memory(self) -> int:
+        """Bytes free on the device the provider runs on (CUDA via the driver, else RAM)."""
+        from invrep_cli.backends import available_ram
+
+        if self.device in GPU_PROVIDERS:
+            try:
+                import torch
+
+                return int(torch.cuda.mem_get_info()[0])
+            except Exception:
+                pass
+        return available_ram()
+
+    def bytes_per_pixel(self) -> float:
+        """Estimated like the torch backend's CPU figure: ~10 x width float32 maps at full size."""
+        return 10.0 * self.width * 4
+
+    def release_memory(self) -> None:
+        """ORT keeps its arena; nothing to hand back between retries."""
 
     def __repr__(self) -> str:
         return f"OnnxBackend({self.path.name}, {self.device}, {self.precision})"

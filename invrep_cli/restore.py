@@ -1,14 +1,18 @@
-"""One image -> restored image (tiles through a Backend), and resumable folder runs.
+"""Restoration: one image -> restored image (tiles through a Backend), and resumable folder runs.
+
+One entry point: the caller builds a validated ``RestoreConfig``; ``plan_restore`` turns it into a
+``RestorePlan`` (the backend, the tile choice, this shard's jobs, the record, the weights digest)
+that the caller may print; ``run_restore`` runs it. ``invrep restore``, ``invrep demo`` and
+``invrep bench`` all go through ``plan_restore``.
 
 Folder runs behave like a build tool:
-- IN is a file, a folder (recursive; sub-folders are kept under OUT) or a glob;
-- each output directory keeps a record, ``OUT/.invrep-restore.json``, keyed by the output's path
-  relative to OUT: the sha256 of the input bytes, the sha256 of the weights, the settings that
-  change pixels (backend, precision, requested tile, overlap, context margin, format) and the
-  output's size. An output is skipped only when its record matches and the file is still there
-  with that size; missing, changed or foreign outputs are (re)written. So a killed batch resumes
-  by re-running the same command, and a change of weights or settings re-processes what it
-  affects. ``overwrite=True`` re-processes everything;
+- IN is a file, a folder (recursive; sub-folders are kept under OUT) or a glob; every entry that
+  is not processed is listed as ``ignored`` or ``failed`` with a reason (``inputs``);
+- each output folder keeps a record (``record``): an output is skipped only when the sha256 of its
+  input, the sha256 of the weights and the settings that change pixels (backend, precision,
+  requested tile, overlap, context margin, format) match and the file is still there with its
+  size; missing, changed or foreign outputs are (re)written. A killed batch resumes by re-running
+  the same command; ``overwrite`` re-processes everything;
 - outputs are written atomically (temporary file, fsync, rename, fsync of the folder): never
   half-written, with the permissions a plain write gives; each is recorded (an fsynced journal
   line) right after its rename, so ``kill -9`` at any moment loses at most the image in flight,
@@ -24,12 +28,8 @@ Folder runs behave like a build tool:
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import json
 import math
-import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,33 +40,45 @@ from typing import Any
 
 import numpy as np
 
-from invrep_cli.backends import Backend, available_ram, is_out_of_memory
+from invrep_cli.backends import BACKEND_CHOICES, PRECISION_CHOICES, Backend, is_out_of_memory
 from invrep_cli.errors import ImageError, InvrepError, UsageError
-from invrep_cli.fsutil import atomic_path, fsync_dir, remove_leftovers
-from invrep_cli.imageio import FORMAT_CHOICES, IMAGE_SUFFIXES, LoadedImage, decode_image, output_suffix, write_image
-from invrep_cli.tiling import plan_tiles, round_down, tiled_apply
+from invrep_cli.fsutil import remove_leftovers
+from invrep_cli.imageio import FORMAT_CHOICES, LoadedImage, decode_image, write_image
+from invrep_cli.inputs import FileJob, JobPlan, device_for_rank, plan_jobs, shard_from_env
+from invrep_cli.record import RestoreRecord
+from invrep_cli.tiling import plan_tiles, round_down, round_up, tiled_apply
 
-RECORD_NAME = ".invrep-restore"
-FAILURES_NAME = ".invrep-failures"
-RECORD_VERSION = 1
 #: smallest tile an out-of-memory retry goes down to
 MIN_TILE = 32
+#: smallest ``--tile`` accepted: below it a tile spends most of its time on its context margin
+#: (``--tile 3`` ran ~100x slower than the default). Larger margins raise it (``min_tile``).
+MIN_REQUESTED_TILE = 64
 #: largest automatic tile: beyond this, bigger tiles gain little and cost latency. On CPU 512 keeps
 #: a 6000x4000 photo under 2 GB peak (benchmarks/peak_memory.py: 1.79 GB at 512, 2.66 GB at 1024)
 MAX_AUTO_TILE = {"cuda": 2048, "cpu": 512}
 #: share of free memory an automatic tile plan may use
 MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.4}
-#: the record journal is folded into the JSON record after this many lines (and at the end)
-_JOURNAL_FOLD_LINES = 500
-JOURNAL_SUFFIX = ".jsonl"
 
 Message = Callable[[str], None]
 
 
-@dataclass
-class RestoreOptions:
-    """What ``invrep restore`` was asked to do (built by the CLI)."""
+@dataclass(frozen=True)
+class RestoreConfig:
+    """What a restore was asked to do; built by the CLI (or bench), checked on construction
+    (``UsageError``, exit 2, before anything is loaded or written)."""
 
+    #: IN: an image, a folder (recursive) or a glob; None for in-memory use (bench)
+    input: str | None = None
+    #: OUT: a folder, or an image file name when IN is one file
+    out: str | None = None
+    #: registry name, .safetensors/.pt/.onnx path or URL; None = the bundled default
+    weights: str | None = None
+    #: torch | onnx; None = ONNX Runtime for an .onnx file, PyTorch otherwise
+    backend: str | None = None
+    #: auto | cuda | cuda:N | cpu
+    device: str = "auto"
+    #: auto | fp32 | fp16 | bf16 (what the backend supports)
+    precision: str = "auto"
     #: core tile size in px; None = chosen from free memory; 0 = whole image in one piece
     tile: int | None = None
     #: px over which neighbouring tiles are blended
@@ -75,12 +87,45 @@ class RestoreOptions:
     fmt: str = "keep"
     #: re-process every file even when its record matches
     overwrite: bool = False
-    #: (index, count), 0-based: this process takes files[index::count]
+    #: (index, count), 0-based: this process takes files[index::count]; None = torchrun's env
     shard: tuple[int, int] | None = None
+    #: CPU threads for inference; None = the library default
+    threads: int | None = None
+    #: torch.compile the restorer (torch backend only)
+    compile: bool = False
     #: tiles per batch; None = from free memory on CUDA, 1 on CPU
     batch_size: int | None = None
-    #: decompression-bomb limit in pixels; None = imageio.MAX_PIXELS
+    #: images larger than this many pixels are refused (decompression bombs); None = imageio.MAX_PIXELS
     max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend is not None and self.backend not in BACKEND_CHOICES:
+            raise UsageError(f"--backend {self.backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+        if self.precision not in PRECISION_CHOICES:
+            raise UsageError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
+        if self.fmt not in FORMAT_CHOICES:
+            raise UsageError(f"--format {self.fmt!r}: choose one of {', '.join(FORMAT_CHOICES)}")
+        if self.tile is not None and self.tile < 0:
+            raise UsageError(f"--tile {self.tile}: must be >= 0 (0 = whole image)")
+        if self.tile and self.tile < MIN_REQUESTED_TILE:
+            raise UsageError(
+                f"--tile {self.tile}: tiles under {MIN_REQUESTED_TILE} px spend most of their time on the context "
+                f"around them; use --tile {MIN_REQUESTED_TILE} or more, 0 for the whole image, or leave it out"
+            )
+        if self.tile_overlap < 0:
+            raise UsageError(f"--tile-overlap {self.tile_overlap}: must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads {self.threads}: must be >= 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"batch size {self.batch_size}: must be >= 1")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise UsageError(f"--max-megapixels: must be positive (got {self.max_pixels} pixels)")
+        if self.shard is not None and not (self.shard[1] >= 1 and 0 <= self.shard[0] < self.shard[1]):
+            raise UsageError(f"--shard {self.shard[0]}/{self.shard[1]}: need N >= 1 and 0 <= K < N")
+        if (self.input is None) != (self.out is None):
+            raise UsageError("IN and OUT go together")
+        if self.compile and self.backend == "onnx":
+            raise UsageError("--compile applies to the torch backend only")
 
 
 @dataclass(frozen=True)
@@ -96,11 +141,34 @@ class TileChoice:
 
 
 @dataclass
-class FileJob:
-    source: Path
-    #: output path relative to ``record_dir`` (the record key)
-    rel: Path
-    output: Path
+class RestorePlan:
+    """Everything decided before the first pixel: what runs, how, on which files."""
+
+    config: RestoreConfig
+    backend: Backend
+    #: the weights file (None when the caller brought its own backend)
+    weights_path: Path | None
+    weights_sha256: str
+    tile: TileChoice
+    #: this process's shard, from the config or torchrun's environment
+    shard: tuple[int, int] | None
+    #: this shard's jobs, failures and ignored entries (None without IN and OUT)
+    work: JobPlan | None
+    record: RestoreRecord | None
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change output pixels: a change of any re-processes an output."""
+        return {
+            "backend": self.backend.name,
+            "precision": self.backend.precision,
+            "tile": "auto" if self.config.tile is None else self.config.tile,
+            "overlap": self.config.tile_overlap,
+            "margin": self.backend.context_margin,
+            "format": self.config.fmt,
+        }
+
+    def describe_tiles(self) -> str:
+        return self.tile.describe(self.backend.context_margin, self.config.tile_overlap)
 
 
 @dataclass
@@ -130,8 +198,8 @@ class RestoreSummary:
     processed: int = 0
     skipped: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
-    #: files a folder scan passed over (not images by extension)
-    ignored: int = 0
+    #: entries a folder scan passed over on purpose, each with its reason
+    ignored: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     megapixels: float = 0.0
     mp_per_s: float = 0.0
@@ -141,6 +209,8 @@ class RestoreSummary:
     tile: dict[str, Any] = field(default_factory=dict)
     out: str = ""
     shard: str | None = None
+    weights: str | None = None
+    weights_sha256: str = ""
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,47 +221,33 @@ class RestoreSummary:
 
 
 def restore_pixels(
-    pixels: np.ndarray, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1
+    pixels: np.ndarray, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1,
+    out_dtype: type | None = None,
 ) -> np.ndarray:
-    """H x W x C float32 in [0, 1] (C = 1 or 3) -> restored, same shape, through tiles.
+    """H x W x C pixels (float32 in [0, 1], or uint8/uint16 samples) -> restored, same shape,
+    through tiles; float32 in [0, 1], or ``out_dtype`` (uint8/uint16) quantised tile row by tile row.
 
-    Gray goes through the restorer's own 1-channel path on the torch backend; other backends get
-    it replicated to RGB and averaged back.
+    Gray goes through the restorer's own 1-channel path where the backend has one; other backends
+    get it replicated to RGB and averaged back.
     """
     h, w, channels = pixels.shape
     plan = plan_tiles(h, w, tile, overlap, backend.context_margin, backend.size_multiple)
-    gray_native = getattr(backend, "accepts_gray", backend.name == "torch")
-    if channels == 1 and not gray_native:
+    if channels == 1 and not backend.accepts_gray:
 
         def run(batch: np.ndarray) -> np.ndarray:
             return backend.run(np.repeat(batch, 3, axis=1)).mean(axis=1, keepdims=True)
 
     else:
         run = backend.run
-    return tiled_apply(pixels, run, plan, batch_size)
+    return tiled_apply(pixels, run, plan, batch_size, out_dtype=out_dtype)
 
 
 def restore_image(
     image: LoadedImage, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1
 ) -> np.ndarray:
-    """A decoded image's colour, restored (alpha and metadata stay in ``image`` for the writer)."""
-    return restore_pixels(image.pixels, backend, tile, overlap, batch_size)
-
-
-def _backend_memory(backend: Backend) -> tuple[int, str]:
-    """(free bytes, "cuda" | "cpu") for the device the backend runs on."""
-    free = getattr(backend, "free_memory", None)
-    on_cuda = "cuda" in backend.device.lower()
-    if callable(free):
-        return int(free()), "cuda" if on_cuda else "cpu"
-    if on_cuda:
-        try:
-            import torch
-
-            return int(torch.cuda.mem_get_info()[0]), "cuda"
-        except Exception:
-            pass
-    return available_ram(), "cpu"
+    """A decoded image's colour, restored into the bit depth it will be written at (alpha and
+    metadata stay in ``image`` for the writer)."""
+    return restore_pixels(image.samples, backend, tile, overlap, batch_size, out_dtype=image.samples.dtype.type)
 
 
 def choose_tile(
@@ -203,9 +259,9 @@ def choose_tile(
     estimated; the tile's input is its core plus overlap plus twice the context margin. On CUDA
     several tiles run per batch.
     """
-    free, kind = _backend_memory(backend)
-    bpp_fn = getattr(backend, "bytes_per_pixel", None)
-    bpp = float(bpp_fn()) if callable(bpp_fn) else 2560.0  # lir (width 64) in fp32, estimated
+    free = backend.free_memory()
+    kind = "cuda" if any(name in backend.device.lower() for name in ("cuda", "tensorrt")) else "cpu"
+    bpp = backend.bytes_per_pixel()
     budget = free * MEMORY_SHARE[kind]
     gib = f"{free / 2**30:.1f} GiB free on {kind}"
     extra = overlap + 2 * backend.context_margin
@@ -217,7 +273,7 @@ def choose_tile(
     wanted_batch = batch_size or (4 if kind == "cuda" else 1)
     side = int(math.sqrt(max(budget, 0) / (bpp * wanted_batch)))
     core = round_down(side - extra, 32)
-    core = max(MIN_TILE * 2, min(core, MAX_AUTO_TILE[kind]))
+    core = max(min_tile(backend), min(core, MAX_AUTO_TILE[kind]))
     return TileChoice(core, wanted_batch, f"from {gib}, ~{bpp / 1024:.1f} KiB per pixel")
 
 
@@ -225,276 +281,58 @@ def _batch_for(budget: float, bpp: float, side: int) -> int:
     return int(max(1, min(8, budget // (bpp * side * side))))
 
 
-# --------------------------------------------------------------------------- inputs and shards
+def min_tile(backend: Backend) -> int:
+    """Smallest tile worth running: ``MIN_REQUESTED_TILE``, or the context margin (aligned to the
+    size multiple) where that is larger, so a tile's core is never smaller than its context."""
+    return max(MIN_REQUESTED_TILE, round_up(backend.context_margin, backend.size_multiple))
 
 
-def _has_magic(spec: str) -> bool:
-    return any(ch in spec for ch in "*?[")
+# --------------------------------------------------------------------------- planning
 
 
-def _visible(rel: Path) -> bool:
-    """Dot-files and dot-folders (our records, temporary files, macOS ._ files) are not inputs."""
-    return not any(part.startswith(".") for part in rel.parts)
+def _weights_backend_name(config: RestoreConfig, weights_path: Path) -> str:
+    """--backend as given, else ONNX Runtime for an .onnx file; refuses a mismatch with a next step."""
+    is_onnx = weights_path.suffix.lower() == ".onnx"
+    name = config.backend or ("onnx" if is_onnx else "torch")
+    if name == "onnx" and not is_onnx:
+        onnx_name = weights_path.with_suffix(".onnx").name
+        raise UsageError(
+            f"--backend onnx runs an ONNX graph, and {weights_path.name} holds PyTorch weights: export it first "
+            f"(invrep export --weights {weights_path} --onnx {onnx_name}), then pass --weights {onnx_name}"
+        )
+    if config.compile and name != "torch":
+        raise UsageError("--compile applies to the torch backend only")
+    return name
 
 
-def collect_inputs(spec: str | os.PathLike[str]) -> tuple[list[tuple[Path, Path]], Path, int]:
-    """IN (file, folder or glob) -> ([(file, path relative to base)], base, ignored count).
+def plan_restore(
+    config: RestoreConfig, backend: Backend | None = None, on_warning: Message | None = None
+) -> RestorePlan:
+    """Decide everything before the first pixel; raises UsageError (exit 2) before anything is
+    written. Path errors come before the weights load. ``backend`` replaces the one the config
+    names (tests, embedding); ``on_warning`` receives the backend's one-line warnings."""
+    from invrep_cli.backends import make_backend
+    from invrep_cli.weights import resolve_weights
 
-    A folder is scanned recursively for image extensions; a glob's base is its longest
-    wildcard-free parent folder; a single file is taken whatever its extension.
-    """
-    text = os.fspath(spec)
-    path = Path(text)
-    if path.is_file():
-        return [(path, Path(path.name))], path.parent, 0
-    if path.is_dir():
-        found, ignored = [], 0
-        for file in path.rglob("*"):
-            rel = file.relative_to(path)
-            if not file.is_file() or not _visible(rel):
-                continue
-            if file.suffix.lower() in IMAGE_SUFFIXES:
-                found.append((file, rel))
-            else:
-                ignored += 1
-        return sorted(found, key=lambda item: item[1].as_posix()), path, ignored
-    if _has_magic(text):
-        parts = Path(text).parts
-        fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if _has_magic(p))]]
-        base = Path(*fixed) if fixed else Path(".")
-        matches = [Path(m) for m in glob.glob(text, recursive=True)]
-        found = [(m, m.relative_to(base)) for m in matches if m.is_file() and _visible(m.relative_to(base))]
-        ignored = sum(1 for m, _ in found if m.suffix.lower() not in IMAGE_SUFFIXES)
-        found = [(m, r) for m, r in found if m.suffix.lower() in IMAGE_SUFFIXES]
-        return sorted(found, key=lambda item: item[1].as_posix()), base, ignored
-    raise UsageError(f"input not found: {text}")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``K/N`` (0-based K, like torchrun ranks) -> (K, N)."""
-    try:
-        index_text, count_text = text.split("/")
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        raise UsageError(f"--shard {text!r}: expected K/N, e.g. 0/4") from None
-    if count < 1 or not 0 <= index < count:
-        raise UsageError(f"--shard {text!r}: need N >= 1 and 0 <= K < N")
-    return index, count
-
-
-def shard_from_env(env: dict[str, str] | None = None) -> tuple[int, int] | None:
-    """(RANK, WORLD_SIZE) under torchrun, else None."""
-    env = dict(os.environ) if env is None else env
-    if "RANK" in env and "WORLD_SIZE" in env:
-        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
-        if world > 1:
-            return rank, world
-    return None
-
-
-def device_for_rank(device: str, env: dict[str, str] | None = None) -> str:
-    """Under torchrun each rank takes the GPU of its LOCAL_RANK when the device is auto or cuda."""
-    env = dict(os.environ) if env is None else env
-    if device in ("auto", "cuda") and "LOCAL_RANK" in env and shard_from_env(env):
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{int(env['LOCAL_RANK']) % torch.cuda.device_count()}"
-    return device
-
-
-def plan_jobs(
-    input_spec: str | os.PathLike[str], out: str | os.PathLike[str], fmt: str = "keep"
-) -> tuple[list[FileJob], Path, list[dict[str, str]], int]:
-    """Inputs -> (jobs, record dir, failures found while planning, ignored count).
-
-    OUT may be a folder, or a file name when IN is a single file. OUT may not be IN nor inside an
-    input folder; an output that would land on an input is a failure, never a write.
-    """
-    if fmt not in FORMAT_CHOICES:
-        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMAT_CHOICES)}")
-    in_path, out_path = Path(input_spec), Path(out)
-    files, base, ignored = collect_inputs(input_spec)
-    out_resolved = out_path.resolve()
-    if in_path.is_dir():
-        in_resolved = in_path.resolve()
-        if out_resolved == in_resolved or in_resolved in out_resolved.parents:
-            raise UsageError(f"OUT ({out}) may not be IN or inside it: outputs would be read as inputs next time")
-    single_file_out = in_path.is_file() and out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir()
-    if in_path.is_file():
-        if out_resolved == in_path.resolve():
-            raise UsageError(f"OUT ({out}) is the input file: an input is never overwritten")
-        if not single_file_out and out_path.is_file():
-            raise UsageError(f"OUT ({out}) is an existing file; give a folder or an image file name")
-    elif out_path.is_file():
-        raise UsageError(f"OUT ({out}) is a file; restoring many images needs a folder")
-    if not files:
-        raise UsageError(f"no images found in {input_spec} (looked for {', '.join(IMAGE_SUFFIXES)})")
-
-    record_dir = out_path.parent if single_file_out else out_path
-    input_set = {f.resolve() for f, _ in files}
-    jobs: list[FileJob] = []
-    failures: list[dict[str, str]] = []
-    claimed: dict[Path, Path] = {}
-    for source, rel in files:
-        if out_resolved in source.resolve().parents:  # a glob reaching into OUT: that is our output
-            continue
-        if single_file_out:
-            out_rel = Path(out_path.name)
-        else:
-            out_rel = rel.with_suffix(output_suffix(rel.suffix, fmt))
-        target = record_dir / out_rel
-        if target.resolve() in input_set:
-            failures.append({"path": str(source), "reason": f"output {target} would overwrite an input"})
-            continue
-        if out_rel in claimed:
-            reason = f"output {target} is also the output of {claimed[out_rel]}"
-            failures.append({"path": str(source), "reason": reason})
-            continue
-        claimed[out_rel] = source
-        jobs.append(FileJob(source, out_rel, target))
-    return jobs, record_dir, failures, ignored
-
-
-# --------------------------------------------------------------------------- records
-
-
-class RestoreRecord:
-    """What produced each output in a directory; decides whether an output is up to date.
-
-    Each output is recorded the moment it is renamed into place: one JSON line appended to a
-    journal (``.invrep-restore[.KofN].jsonl``) and fsynced, so ``kill -9`` at any moment loses at
-    most the image in flight. ``save`` folds the journal into the JSON file (atomically) and
-    empties it; reading replays any journal left by a killed run, ignoring a torn last line.
-    """
-
-    def __init__(self, record_dir: Path, shard: tuple[int, int] | None = None) -> None:
-        self.record_dir = record_dir
-        suffix = f".{shard[0]}of{shard[1]}" if shard else ""
-        self.path = record_dir / f"{RECORD_NAME}{suffix}.json"
-        self.journal_path = record_dir / f"{RECORD_NAME}{suffix}{JOURNAL_SUFFIX}"
-        self.failures_path = record_dir / f"{FAILURES_NAME}{suffix}.txt"
-        self.entries: dict[str, dict[str, Any]] = {}  # this process's file
-        self.known: dict[str, dict[str, Any]] = {}  # every record file in the directory, newest wins
-        self._lock = threading.Lock()
-        self._journal: Any = None  # open journal file, once something was recorded
-        self._journaled = 0
-        names = [RECORD_NAME + "*" + ext for ext in (".json", JOURNAL_SUFFIX)]
-        found = {f.with_suffix(".json") for n in names for f in record_dir.glob(n)} if record_dir.is_dir() else set()
-        for file in sorted(found):  # a killed first run leaves only a journal: read that too
-            entries = self._read(file) | self._read_journal(file.with_suffix(JOURNAL_SUFFIX))
-            if file == self.path:
-                self.entries = dict(entries)
-            self._merge(entries)
-
-    def _merge(self, entries: dict[str, dict[str, Any]]) -> None:
-        for key, entry in entries.items():
-            if key not in self.known or entry.get("time", 0) >= self.known[key].get("time", 0):
-                self.known[key] = entry
-
-    @staticmethod
-    def _read(file: Path) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}  # a damaged record only means re-processing, never a wrong skip
-        if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
-            return {}
-        entries = data.get("entries", {})
-        return entries if isinstance(entries, dict) else {}
-
-    @staticmethod
-    def _read_journal(file: Path) -> dict[str, dict[str, Any]]:
-        entries: dict[str, dict[str, Any]] = {}
-        try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except (OSError, ValueError):
-            return entries
-        for line in lines:
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue  # the line a kill tore: that image is simply redone
-            if isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("entry"), dict):
-                entries[item["key"]] = item["entry"]
-        return entries
-
-    def matches(self, rel: Path, input_sha256: str, weights_sha256: str, settings: dict[str, Any]) -> bool:
-        with self._lock:
-            entry = self.known.get(rel.as_posix())
-        if not entry:
-            return False
-        if (
-            entry.get("input_sha256") != input_sha256
-            or entry.get("weights_sha256") != weights_sha256
-            or entry.get("settings") != settings
-        ):
-            return False
-        output = self.record_dir / rel
-        try:
-            return output.stat().st_size == entry.get("output_bytes")
-        except OSError:
-            return False
-
-    def update(self, rel: Path, source: Path, input_sha256: str, weights_sha256: str, settings: dict[str, Any]) -> None:
-        """Record one output, durably, now (called right after its rename; thread-safe)."""
-        entry = {
-            "input": str(source),
-            "input_sha256": input_sha256,
-            "weights_sha256": weights_sha256,
-            "settings": settings,
-            "output_bytes": (self.record_dir / rel).stat().st_size,
-            "time": time.time(),
-        }
-        line = json.dumps({"key": rel.as_posix(), "entry": entry}) + "\n"
-        with self._lock:
-            self.entries[rel.as_posix()] = entry
-            self.known[rel.as_posix()] = entry
-            if self._journal is None:
-                self.record_dir.mkdir(parents=True, exist_ok=True)
-                self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115
-                fsync_dir(self.record_dir)
-            self._journal.write(line)
-            self._journal.flush()
-            os.fsync(self._journal.fileno())
-            self._journaled += 1
-        if self._journaled >= _JOURNAL_FOLD_LINES:
-            self.save()
-
-    def save(self) -> None:
-        """Fold the journal into the JSON record (atomically), then empty the journal."""
-        with self._lock:
-            if self._journal is None and not self.journal_path.exists():
-                return
-            with atomic_path(self.path) as tmp:
-                tmp.write_text(
-                    json.dumps({"version": RECORD_VERSION, "entries": self.entries}, indent=1), encoding="utf-8"
-                )
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
-            # a kill between the rename and this unlink only replays entries already in the JSON
-            self.journal_path.unlink(missing_ok=True)
-            self._journaled = 0
-
-    def write_failures(self, failures: list[dict[str, str]]) -> None:
-        if not failures:
-            self.failures_path.unlink(missing_ok=True)
-            return
-        with atomic_path(self.failures_path) as tmp:
-            tmp.write_text("".join(f"{f['path']}\t{f['reason']}\n" for f in failures), encoding="utf-8")
-
-
-def pixel_settings(backend: Backend, options: RestoreOptions) -> dict[str, Any]:
-    """The settings that change output pixels: a change of any re-processes an output."""
-    return {
-        "backend": backend.name,
-        "precision": backend.precision,
-        "tile": "auto" if options.tile is None else options.tile,
-        "overlap": options.tile_overlap,
-        "margin": backend.context_margin,
-        "format": options.fmt,
-    }
+    shard = config.shard or shard_from_env()
+    work = plan_jobs(config.input, config.out, config.fmt).shard(shard) if config.input is not None else None
+    weights_path: Path | None = None
+    if backend is None:
+        weights_path = resolve_weights(config.weights)
+        name = _weights_backend_name(config, weights_path)
+        backend = make_backend(
+            weights_path, name, device_for_rank(config.device), config.precision, config.threads, config.compile
+        )
+    if on_warning is not None:
+        backend.on_warning = on_warning
+    if config.tile and config.tile < min_tile(backend):
+        raise UsageError(
+            f"--tile {config.tile}: these weights need {backend.context_margin} px of context around each tile; "
+            f"use --tile {min_tile(backend)} or more, or 0 for the whole image"
+        )
+    choice = choose_tile(backend, config.tile_overlap, config.tile, config.batch_size)
+    record = RestoreRecord(work.record_dir, shard) if work is not None else None
+    return RestorePlan(config, backend, weights_path, backend.weights_sha256, choice, shard, work, record)
 
 
 # --------------------------------------------------------------------------- folder runs
@@ -519,9 +357,7 @@ class _Runner:
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
-                release = getattr(self.backend, "release_memory", None)
-                if callable(release):
-                    release()
+                self.backend.release_memory()
                 current = self.tile or max(image.height, image.width)
                 smaller = round_down(current // 2, self.backend.size_multiple)
                 if self.batch_size > 1:
@@ -534,43 +370,35 @@ class _Runner:
                 self.tile = smaller
 
 
-def restore_files(
-    input_spec: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    backend: Backend,
-    weights_sha256: str,
-    options: RestoreOptions | None = None,
+def run_restore(
+    plan: RestorePlan,
     on_progress: Callable[[ProgressEvent], None] | None = None,
     on_message: Message | None = None,
-    tile_choice: TileChoice | None = None,
-    planned: tuple[list[FileJob], Path, list[dict[str, str]], int] | None = None,
 ) -> RestoreSummary:
-    """Restore IN into OUT (see the module docstring for skip, record and failure semantics).
+    """Run a plan's jobs (see the module docstring for skip, record and failure semantics).
 
-    ``tile_choice`` and ``planned`` (``plan_jobs``'s result) let a caller validate paths and print
-    the plan before starting; both are computed when absent. Raises UsageError before anything is
-    written; per-file problems end up in ``failed``.
+    Per-file problems end up in ``failed``; the batch goes on.
     """
-    options = options or RestoreOptions()
+    if plan.work is None or plan.record is None:
+        raise UsageError("this restore plan has no IN and OUT to run")
+    config, backend, record, work = plan.config, plan.backend, plan.record, plan.work
     message: Message = on_message or (lambda _text: None)
     started = time.perf_counter()
-    jobs, record_dir, failures, ignored = planned or plan_jobs(input_spec, out, options.fmt)
-    shard = options.shard
-    if shard:
-        jobs = jobs[shard[0] :: shard[1]]
-        failures = failures[shard[0] :: shard[1]]
-    choice = tile_choice or choose_tile(backend, options.tile_overlap, options.tile, options.batch_size)
-    settings = pixel_settings(backend, options)
-    record = RestoreRecord(record_dir, shard)
+    jobs, failures = work.jobs, work.failed
+    settings = plan.settings()
+    weights_sha256 = plan.weights_sha256
     # temporaries a killed run left beside this shard's own outputs and records (never another's)
     remove_leftovers([job.output for job in jobs] + [record.path, record.failures_path])
-    runner = _Runner(backend, choice, options.tile_overlap, message)
+    runner = _Runner(backend, plan.tile, config.tile_overlap, message)
     summary = RestoreSummary(
-        failed=list(failures), ignored=ignored, device=backend.device, backend=backend.name,
-        out=str(record_dir), shard=f"{shard[0]}/{shard[1]}" if shard else None,
-        tile={"tile": choice.tile, "overlap": options.tile_overlap, "margin": backend.context_margin,
-              "batch_size": choice.batch_size, "reason": choice.reason},
+        failed=list(failures), ignored=list(work.ignored), device=backend.device, backend=backend.name,
+        out=str(work.record_dir), shard=f"{plan.shard[0]}/{plan.shard[1]}" if plan.shard else None,
+        tile={"tile": plan.tile.tile, "overlap": config.tile_overlap, "margin": backend.context_margin,
+              "batch_size": plan.tile.batch_size, "reason": plan.tile.reason},
+        weights=str(plan.weights_path) if plan.weights_path else None, weights_sha256=weights_sha256,
     )
+    for failure in failures:
+        message(f"failed: {failure['path']}: {failure['reason']}")
     total = len(jobs)
     compute_seconds = 0.0
 
@@ -580,9 +408,9 @@ def restore_files(
         except OSError as exc:
             raise ImageError(job.source, f"cannot read file ({exc.strerror or exc})") from exc
         digest = hashlib.sha256(data).hexdigest()
-        if not options.overwrite and record.matches(job.rel, digest, weights_sha256, settings):
+        if not config.overwrite and record.matches(job.rel, digest, weights_sha256, settings):
             return _Prepared(job, digest, None)
-        return _Prepared(job, digest, decode_image(data, job.source, options.max_pixels))
+        return _Prepared(job, digest, decode_image(data, job.source, config.max_pixels))
 
     def report(path: Path, status: str) -> None:
         if on_progress is None:

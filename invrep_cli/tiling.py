@@ -12,8 +12,9 @@ Why tiled output can equal whole-image output exactly:
 - neighbouring cores overlap by ``overlap`` pixels and are blended with a raised-cosine ramp,
   normalised by the sum of the windows, which hides seams when the margin is smaller than that.
 
-Memory stays flat as images grow: tile outputs are accumulated into one float32 output and one
-weight buffer, never kept.
+Memory: the only image-sized allocation is the output, in the dtype it will be written in (uint8
+or uint16 for files); tiles are cut from the input as they run and blended in a float32 band one
+tile row high (``tiled_apply``).
 """
 
 from __future__ import annotations
@@ -170,40 +171,108 @@ def blend_window(tile: Tile) -> np.ndarray:
     return wy[:, None] * wx[None, :]
 
 
-def _batches(plan: TilePlan, batch_size: int) -> Iterator[list[Tile]]:
+def _rows(plan: TilePlan) -> list[list[Tile]]:
+    """The plan's tiles as rows (same out rows), top to bottom."""
+    rows: dict[tuple[int, int], list[Tile]] = {}
+    for t in plan.tiles:
+        rows.setdefault((t.out_y0, t.out_y1), []).append(t)
+    return [rows[key] for key in sorted(rows)]
+
+
+def _batches(tiles: list[Tile], batch_size: int) -> Iterator[list[Tile]]:
     """Tiles grouped by input shape (so they stack), at most ``batch_size`` per group."""
     by_shape: dict[tuple[int, int], list[Tile]] = {}
-    for t in plan.tiles:
+    for t in tiles:
         by_shape.setdefault(t.in_shape, []).append(t)
     for group in by_shape.values():
         for i in range(0, len(group), max(1, batch_size)):
             yield group[i : i + batch_size]
 
 
-def tiled_apply(image: np.ndarray, fn: BatchFn, plan: TilePlan, batch_size: int = 1) -> np.ndarray:
-    """Run ``fn`` over ``image`` (H x W x C float32) tile by tile and blend: H x W x C float32.
+def _padded_index(start: int, stop: int, length: int, reflect: bool) -> np.ndarray:
+    """Indices into an axis of ``length`` for positions [start, stop) of the padded axis, padded
+    as ``pad_to_multiple`` pads (reflect without repeating the edge, or replicate)."""
+    idx = np.arange(start, stop)
+    beyond = idx >= length
+    idx[beyond] = 2 * (length - 1) - idx[beyond] if reflect else length - 1
+    return idx
 
-    ``fn`` receives N x C x h x w float32 batches whose h and w are multiples of ``plan.multiple``.
+
+def _peak(dtype: np.dtype) -> float:
+    """The value that stands for 1.0 in ``dtype``: 255, 65535, or 1 for floats."""
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def tiled_apply(
+    image: np.ndarray, fn: BatchFn, plan: TilePlan, batch_size: int = 1, out_dtype: type | None = None
+) -> np.ndarray:
+    """Run ``fn`` over ``image`` (H x W x C) tile by tile and blend: H x W x C.
+
+    ``image`` is float32 in [0, 1], or uint8 / uint16 samples (read as value / 255 or / 65535).
+    ``fn`` receives N x C x h x w float32 batches in [0, 1] whose h and w are multiples of
+    ``plan.multiple``. The result is float32, or ``out_dtype`` (uint8 / uint16: rounded and clipped).
+
+    Memory: tiles are cut from ``image`` one batch at a time (no padded or float copy of it), and
+    blended in a float32 band one tile row high; finished rows go straight into the output, so the
+    only image-sized allocation is the output itself, in ``out_dtype``.
     """
     h, w = image.shape[:2]
     if (h, w) != (plan.height, plan.width):
         raise ValueError(f"plan is for {plan.height}x{plan.width}, image is {h}x{w}")
-    padded = pad_to_multiple(np.asarray(image, dtype=np.float32), plan.multiple)
-    chw = np.ascontiguousarray(padded.transpose(2, 0, 1))
-    channels = chw.shape[0]
-    out = np.zeros((channels, plan.padded_height, plan.padded_width), dtype=np.float32)
-    weight = np.zeros((plan.padded_height, plan.padded_width), dtype=np.float32)
-    for group in _batches(plan, batch_size):
-        batch = np.stack([chw[:, t.in_y0 : t.in_y1, t.in_x0 : t.in_x1] for t in group])
-        result = np.asarray(fn(batch), dtype=np.float32)
-        if result.shape != batch.shape:
-            raise ValueError(f"tile function returned {result.shape} for input {batch.shape}")
-        for t, res in zip(group, result, strict=True):
-            win = blend_window(t)
-            oy, ox = t.out_y0 - t.in_y0, t.out_x0 - t.in_x0
-            core = res[:, oy : oy + t.out_y1 - t.out_y0, ox : ox + t.out_x1 - t.out_x0]
-            out[:, t.out_y0 : t.out_y1, t.out_x0 : t.out_x1] += core * win
-            weight[t.out_y0 : t.out_y1, t.out_x0 : t.out_x1] += win
-        del batch, result
-    out /= weight
-    return np.ascontiguousarray(out[:, :h, :w].transpose(1, 2, 0))
+    if image.ndim == 2:
+        image = image[..., None]
+    channels = image.shape[2]
+    in_scale = 1.0 / _peak(image.dtype)
+    out_dtype = np.dtype(out_dtype or np.float32)
+    out_peak = _peak(out_dtype)
+    out = np.empty((h, w, channels), dtype=out_dtype)
+    pad_h, pad_w = plan.padded_height - h, plan.padded_width - w
+    reflect = pad_h < h and pad_w < w  # as pad_to_multiple decides
+    width = plan.padded_width
+
+    def emit(acc: np.ndarray, weight: np.ndarray, band0: int, stop: int) -> None:
+        """Rows [band0, stop) of the band are final: normalise and store them."""
+        rows = min(stop, h) - band0
+        if rows <= 0:
+            return
+        block = acc[:, :rows, :w] / weight[:rows, :w]
+        if out_peak != 1.0:  # in place: no second band-sized temporary
+            np.clip(block, 0.0, 1.0, out=block)
+            block *= out_peak
+            np.rint(block, out=block)
+        out[band0 : band0 + rows] = block.transpose(1, 2, 0)
+
+    band0, band1 = 0, 0
+    acc = np.zeros((channels, 0, width), dtype=np.float32)
+    weight = np.zeros((0, width), dtype=np.float32)
+    for row in _rows(plan):
+        y0, y1 = row[0].out_y0, row[0].out_y1
+        # rows above this tile row are final; the overlap carries into the new band
+        emit(acc, weight, band0, y0)
+        new_acc = np.zeros((channels, y1 - y0, width), dtype=np.float32)
+        new_weight = np.zeros((y1 - y0, width), dtype=np.float32)
+        keep = max(0, band1 - y0)
+        new_acc[:, :keep] = acc[:, y0 - band0 : band1 - band0]
+        new_weight[:keep] = weight[y0 - band0 : band1 - band0]
+        acc, weight, band0, band1 = new_acc, new_weight, y0, y1
+        for group in _batches(row, batch_size):
+            tiles = []
+            for t in group:
+                ys = _padded_index(t.in_y0, t.in_y1, h, reflect)
+                xs = _padded_index(t.in_x0, t.in_x1, w, reflect)
+                tiles.append(image[ys[:, None], xs[None, :]].transpose(2, 0, 1))
+            batch = np.stack(tiles).astype(np.float32)
+            if in_scale != 1.0:
+                batch *= in_scale
+            result = np.asarray(fn(batch), dtype=np.float32)
+            if result.shape != batch.shape:
+                raise ValueError(f"tile function returned {result.shape} for input {batch.shape}")
+            for t, res in zip(group, result, strict=True):
+                win = blend_window(t)
+                oy, ox = t.out_y0 - t.in_y0, t.out_x0 - t.in_x0
+                core = res[:, oy : oy + t.out_y1 - t.out_y0, ox : ox + t.out_x1 - t.out_x0]
+                acc[:, t.out_y0 - band0 : t.out_y1 - band0, t.out_x0 : t.out_x1] += core * win
+                weight[t.out_y0 - band0 : t.out_y1 - band0, t.out_x0 : t.out_x1] += win
+            del batch, result
+    emit(acc, weight, band0, band1)
+    return out

@@ -96,7 +96,7 @@ def test_threads_setting(onnx_file: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert session.get_session_options().intra_op_num_threads == 1
 
 
-@pytest.mark.parametrize("tile", ["0", "32"])
+@pytest.mark.parametrize("tile", ["0", "64"])
 def test_restore_cli_onnx_matches_torch(
     weights: Path, onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tile: str
 ) -> None:
@@ -108,7 +108,7 @@ def test_restore_cli_onnx_matches_torch(
     from tests.conftest import write_images
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    (source,) = write_images(tmp_path / "in", 1, size=(40, 52))
+    (source,) = write_images(tmp_path / "in", 1, size=(72, 100))
     runner = CliRunner()
     common = ["--device", "cpu", "--threads", "1", "--tile", tile, "--quiet"]
     outputs = {}
@@ -118,6 +118,25 @@ def test_restore_cli_onnx_matches_torch(
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         outputs[backend] = np.asarray(Image.open(out / source.name), dtype=np.int16)
-    assert outputs["onnx"].shape == outputs["torch"].shape == (40, 52, 3)
+    assert outputs["onnx"].shape == outputs["torch"].shape == (72, 100, 3)
     assert np.abs(outputs["onnx"] - outputs["torch"]).max() <= 1  # within 1/255
     assert outputs["onnx"].std() > 0  # a real image, not a constant fill
+
+
+def test_restore_picks_the_backend_from_the_weights_file(weights: Path, onnx_file: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from invrep_cli.cli import app
+    from tests.conftest import write_images
+
+    write_images(tmp_path / "in", 1)
+    runner = CliRunner()
+    common = [str(tmp_path / "in"), "--device", "cpu", "--threads", "1", "--json"]
+    result = runner.invoke(app, ["restore", *common[:1], str(tmp_path / "a"), "-w", str(onnx_file), *common[1:]])
+    assert result.exit_code == 0, result.output
+    assert '"backend": "onnx"' in result.stdout
+    # --backend onnx with PyTorch weights: say what to do, not a protobuf parse error
+    result = runner.invoke(app, ["restore", *common[:1], str(tmp_path / "b"), "-w", str(weights), "--backend", "onnx"])
+    assert result.exit_code == 2
+    assert "export it first" in result.stderr and "invrep export" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

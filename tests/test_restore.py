@@ -23,15 +23,9 @@ from invrep_cli.cli import app
 from invrep_cli.config import ModelConfig
 from invrep_cli.errors import UsageError
 from invrep_cli.imageio import read_image
+from invrep_cli.inputs import parse_shard, shard_from_env
 from invrep_cli.models import build_restorer
-from invrep_cli.restore import (
-    RestoreOptions,
-    choose_tile,
-    parse_shard,
-    restore_files,
-    restore_pixels,
-    shard_from_env,
-)
+from invrep_cli.restore import RestoreConfig, choose_tile, plan_restore, restore_pixels, run_restore
 from tests.conftest import write_images
 
 runner = CliRunner()
@@ -61,7 +55,8 @@ def test_folder_keeps_subfolders_gray_and_alpha(tmp_path: Path, weights: Path) -
     write_images(src / "rgba", 1, mode="RGBA")
     (src / "notes.txt").write_text("not an image")
     code, summary = run_json(src, tmp_path / "out", "--weights", weights)
-    assert code == 0 and summary["processed"] == 4 and summary["failed"] == [] and summary["ignored"] == 1
+    assert code == 0 and summary["processed"] == 4 and summary["failed"] == []
+    assert [Path(i["path"]).name for i in summary["ignored"]] == ["notes.txt"]
     assert summary["backend"] == "torch" and summary["precision"] == "fp32" and summary["device"].startswith("cpu")
     out = tmp_path / "out"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
@@ -76,18 +71,19 @@ def test_folder_keeps_subfolders_gray_and_alpha(tmp_path: Path, weights: Path) -
 
 def test_human_output_and_exit_code(tmp_path: Path, weights: Path) -> None:
     write_images(tmp_path / "in", 1)
-    code, out, _ = invoke(tmp_path / "in", tmp_path / "out", "--weights", weights, "--tile", "16")
+    code, out, _ = invoke(tmp_path / "in", tmp_path / "out", "--weights", weights, "--tile", "64")
     assert code == 0
-    assert "device" in out and "precision" in out and "tile 16 px" in out and "processed" in out
+    assert "device" in out and "precision" in out and "tile 64 px" in out and "processed" in out
+    assert "images up to 200 MP" in out
     code, out, err = invoke(tmp_path / "in", tmp_path / "quiet", "--weights", weights, "--quiet")
     assert code == 0 and out == "" and err == ""
 
 
 def test_tiled_run_equals_whole_image_run(tmp_path: Path, weights: Path) -> None:
-    arr = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    arr = np.random.default_rng(3).integers(0, 256, (101, 143, 3), dtype=np.uint8)
     (tmp_path / "in").mkdir()
     Image.fromarray(arr).save(tmp_path / "in" / "odd.png")
-    for name, tile in (("whole", "0"), ("tiled", "16")):
+    for name, tile in (("whole", "0"), ("tiled", "64")):
         code, summary = run_json(tmp_path / "in", tmp_path / name, "--weights", weights, "--tile", tile)
         assert code == 0 and summary["processed"] == 1
     whole = np.asarray(Image.open(tmp_path / "whole" / "odd.png")).astype(int)
@@ -203,11 +199,9 @@ def test_crash_mid_write_leaves_no_partial_output_and_resumes(
     src, out = tmp_path / "in", tmp_path / "out"
     write_images(src, 2)
     real_save = Image.Image.save
-    calls = {"n": 0}
-
     def crash_on_second(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
+        # by name, not by call order: the two writes may run in either order in the writer threads
+        if Path(str(fp)).name.startswith(".img_001."):
             Path(str(fp)).write_bytes(b"\x89PNG\r\n\x1a\n half an image")
             raise OSError("killed mid-write")
         real_save(self, fp, *args, **kwargs)
@@ -266,8 +260,8 @@ def test_out_of_memory_retries_with_smaller_tiles(tmp_path: Path, tiny_config: M
 
     backend.run = limited  # type: ignore[method-assign]
     messages: list[str] = []
-    options = RestoreOptions(tile=0, tile_overlap=8)
-    summary = restore_files(tmp_path / "in", tmp_path / "out", backend, "w", options, on_message=messages.append)
+    config = RestoreConfig(str(tmp_path / "in"), str(tmp_path / "out"), tile=0, tile_overlap=8)
+    summary = run_restore(plan_restore(config, backend), on_message=messages.append)
     assert summary.processed == 1 and summary.failed == []
     assert any("out of memory" in m for m in messages) and summary.tile["final_tile"] == 32
 
@@ -277,7 +271,7 @@ def test_auto_tile_and_pixel_api(weights: Path) -> None:
     choice = choose_tile(backend, overlap=16)
     assert choice.tile >= 64 and choice.tile % 32 == 0 and choice.batch_size == 1 and "free" in choice.reason
     pixels = np.random.default_rng(0).random((20, 30, 3), dtype=np.float32)
-    assert restore_pixels(pixels, backend, tile=16).shape == (20, 30, 3)
+    assert restore_pixels(pixels, backend, tile=16).shape == (20, 30, 3)  # the pure function takes any tile
 
 
 def test_shard_parsing() -> None:
@@ -306,7 +300,7 @@ def test_outputs_and_weights_get_normal_permissions(tmp_path: Path, tiny_config:
 _KILLED_RUN = """
 import os, signal, sys, time
 from invrep_cli.backends import make_backend
-from invrep_cli.restore import RestoreOptions, restore_files
+from invrep_cli.restore import RestoreConfig, plan_restore, run_restore
 backend = make_backend(sys.argv[1], device="cpu", threads=1)
 real_run, calls = backend.run, [0]
 def run(batch):
@@ -316,7 +310,7 @@ def run(batch):
         os.kill(os.getpid(), signal.SIGKILL)
     return real_run(batch)
 backend.run = run
-restore_files(sys.argv[2], sys.argv[3], backend, "w", RestoreOptions(tile=0))
+run_restore(plan_restore(RestoreConfig(sys.argv[2], sys.argv[3], tile=0), backend))
 """
 
 
@@ -331,7 +325,7 @@ def test_kill_9_loses_at_most_the_image_in_flight(tmp_path: Path, weights: Path)
     assert proc.returncode == -signal.SIGKILL
     assert sorted(p.name for p in out.glob("img_*.png")) == ["img_000.png", "img_001.png"]
     backend = make_backend(weights, device="cpu", threads=1)
-    summary = restore_files(src, out, backend, "w", RestoreOptions(tile=0))
+    summary = run_restore(plan_restore(RestoreConfig(str(src), str(out), tile=0), backend))
     assert (summary.processed, summary.skipped) == (2, 2)
 
 
@@ -349,3 +343,78 @@ def test_a_run_removes_its_own_leftover_part_files(tmp_path: Path, weights: Path
     assert sorted(p.name for p in out.glob(".*.part")) == sorted(p.name for p in foreign)
     code, _ = run_json(src, out, "--weights", weights)
     assert [p.name for p in out.glob(".*.part")] == [".holiday.x1y2z3w4.png.part"]
+
+
+def test_tiles_below_the_minimum_are_refused(tmp_path: Path, weights: Path) -> None:
+    write_images(tmp_path / "in", 1)
+    code, _, err = invoke(tmp_path / "in", tmp_path / "out", "--weights", weights, "--tile", "3")
+    assert code == 2 and "--tile 3" in err and "64" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="--tile 63"):
+        RestoreConfig(tile=63)
+    assert RestoreConfig(tile=0).tile == 0 and RestoreConfig(tile=64).tile == 64
+
+
+def test_one_pixel_limit_quoted_the_same_way_and_raised_by_an_option(tmp_path: Path, weights: Path) -> None:
+    write_images(tmp_path / "in", 1, size=(100, 100))  # 0.01 MP
+    code, summary = run_json(tmp_path / "in", tmp_path / "out", "--weights", weights, "--max-megapixels", "0.005")
+    assert code == 1 and "over the 0.005 MP decompression-bomb limit" in summary["failed"][0]["reason"]
+    assert "--max-megapixels" in summary["failed"][0]["reason"]
+    code, summary = run_json(tmp_path / "in", tmp_path / "out", "--weights", weights, "--max-megapixels", "0.02")
+    assert code == 0 and summary["processed"] == 1
+    # Pillow's own limit (other numbers, not raisable per run) never fires first
+    assert Image.MAX_IMAGE_PIXELS is None
+    data = (tmp_path / "in" / "img_000.png").read_bytes()
+    assert imageio.decode_image(data, "x.png", 10**12).samples.dtype == np.uint8
+
+
+def test_restoring_a_large_image_allocates_only_its_output(weights: Path) -> None:
+    import tracemalloc
+
+    backend = make_backend(weights, device="cpu", threads=1)
+    samples = np.random.default_rng(0).integers(0, 256, (1024, 384, 3), dtype=np.uint8)
+    identity_backend_run = backend.run
+    backend.run = lambda batch: batch  # type: ignore[method-assign]  # memory of the tiling, not the network
+    tracemalloc.start()
+    try:
+        out = restore_pixels(samples, backend, tile=64, overlap=16, out_dtype=np.uint8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        backend.run = identity_backend_run  # type: ignore[method-assign]
+    assert out.dtype == np.uint8 and np.array_equal(out, samples)
+    # the output (1x the input's bytes) plus a band one tile row high; float32 copies of the whole
+    # image (input, padded, transposed, output, weights) were 17x
+    assert peak < 2.5 * samples.nbytes, peak / samples.nbytes
+
+
+def test_every_entry_is_processed_ignored_or_failed(tmp_path: Path, weights: Path) -> None:
+    src = tmp_path / "in"
+    write_images(src, 2)
+    write_images(src / "sub", 1)
+    (src / "loop.png").symlink_to("loop.png")  # a symlink loop with an image name
+    (src / "gone.png").symlink_to(tmp_path / "nowhere.png")  # broken
+    (src / "sub" / "back").symlink_to("..")  # a folder loop
+    (src / "readme.txt").write_text("hi")
+    (src / ".DS_Store").write_bytes(b"")
+    os.mkfifo(src / "pipe.png")
+    code, summary = run_json(src, tmp_path / "out", "--weights", weights)
+    entries = 9  # img_000, img_001, sub/img_000, loop, gone, back, readme, .DS_Store, pipe
+    assert summary["processed"] + len(summary["failed"]) + len(summary["ignored"]) == entries
+    failed = {Path(f["path"]).name: f["reason"] for f in summary["failed"]}
+    ignored = {Path(f["path"]).name: f["reason"] for f in summary["ignored"]}
+    assert code == 1 and summary["processed"] == 3
+    assert "symlink loop" in failed["loop.png"] and "broken symlink" in failed["gone.png"]
+    assert "already scanned" in ignored["back"] and "not an image" in ignored["readme.txt"]
+    assert "hidden" in ignored[".DS_Store"] and "not a regular file" in ignored["pipe.png"]
+
+
+def test_exif_note_only_when_there_is_exif(tmp_path: Path, weights: Path) -> None:
+    import tifffile
+
+    (tmp_path / "in").mkdir()
+    arr = np.random.default_rng(0).integers(0, 65536, (24, 20, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "in" / "scan.tif", arr, photometric="rgb")  # no EXIF, only TIFF tags
+    code, summary = run_json(tmp_path / "in", tmp_path / "out", "--weights", weights)
+    assert code == 0 and not any("EXIF" in note for note in summary["notes"]), summary["notes"]
+    assert read_image(tmp_path / "out" / "scan.tif").bit_depth == 16

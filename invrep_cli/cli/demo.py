@@ -20,15 +20,18 @@ def demo_command(
 ) -> None:
     """Add seeded noise to scikit-image's bundled sample photos (offline), restore them with the
     bundled weights (or --weights), and write OUT/comparison.png: noisy | restored | clean, with PSNR."""
-    from invrep_cli.cli.restore import _run
+    from invrep_cli.cli.restore import run_and_report
     from invrep_cli.demo import comparison_image, make_samples
+    from invrep_cli.restore import RestoreConfig
 
     with core_errors():
         samples = make_samples(out, sigma=sigma)
-        summary = _run(
-            str(out / "noisy"), out / "restored", weights, "torch", device, "auto", None, 16, "png", True, None, None,
-            False, False,
+        # the samples are rewritten each time, so their outputs are always redone
+        config = RestoreConfig(
+            input=str(out / "noisy"), out=str(out / "restored"), weights=weights, device=device, fmt="png",
+            overwrite=True,
         )
+        summary = run_and_report(config)
         if summary.failed:
             raise typer.Exit(1)
         scores = comparison_image(samples, out / "restored", out / "comparison.png")

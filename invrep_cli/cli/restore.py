@@ -19,8 +19,7 @@ from invrep_cli.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from invrep_cli.backends import Backend
-    from invrep_cli.restore import FileJob, ProgressEvent, RestoreOptions, RestoreSummary, TileChoice
+    from invrep_cli.restore import ProgressEvent, RestoreConfig, RestorePlan, RestoreSummary
 
 
 def restore_command(
@@ -31,7 +30,10 @@ def restore_command(
         Path, typer.Argument(metavar="OUT", help="Output folder (sub-folders kept); an image name when IN is one file.")
     ],
     weights: WeightsOpt = None,
-    backend: Annotated[str, typer.Option("--backend", help="torch | onnx.")] = "torch",
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="torch | onnx. Default: onnx for an .onnx file, else torch."),
+    ] = None,
     device: DeviceOpt = "auto",
     precision: Annotated[
         str,
@@ -68,95 +70,79 @@ def restore_command(
         bool,
         typer.Option("--compile", help="torch.compile the restorer for the tile shape (CUDA graphs on GPU)."),
     ] = False,
+    max_megapixels: Annotated[
+        float | None,
+        typer.Option(
+            "--max-megapixels", min=0.000001,
+            help="Refuse images larger than this (decompression bombs); default 200. Memory grows with it.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Restore IN into OUT. Re-running the same command resumes: outputs whose record (input sha256,
     weights sha256, settings) matches are skipped; changed or missing ones are redone."""
     from invrep_cli.errors import UsageError
+    from invrep_cli.inputs import parse_shard
+    from invrep_cli.restore import RestoreConfig
 
     with core_errors():
         if skip_existing and overwrite:
             raise UsageError("--skip-existing and --overwrite contradict each other")
-        if tile is not None and tile < 0:
-            raise UsageError(f"--tile {tile}: must be >= 0 (0 = whole image)")
-        if tile_overlap < 0:
-            raise UsageError(f"--tile-overlap {tile_overlap}: must be >= 0")
-        summary = _run(
-            input_spec, out, weights, backend, device, precision, tile, tile_overlap, fmt, overwrite, shard, threads,
-            json_out, quiet, compile_model,
+        config = RestoreConfig(
+            input=input_spec, out=str(out), weights=weights, backend=backend, device=device, precision=precision,
+            tile=tile, tile_overlap=tile_overlap, fmt=fmt, overwrite=overwrite,
+            shard=parse_shard(shard) if shard else None, threads=threads, compile=compile_model,
+            max_pixels=None if max_megapixels is None else round(max_megapixels * 1e6),
         )
+        summary = run_and_report(config, json_out=json_out, quiet=quiet)
     raise typer.Exit(1 if summary.failed else 0)
 
 
-def _run(
-    input_spec: str, out: Path, weights: str | None, backend_name: str, device: str, precision: str,
-    tile: int | None, tile_overlap: int, fmt: str, overwrite: bool, shard_text: str | None, threads: int | None,
-    json_out: bool, quiet: bool, compile_model: bool = False,
-) -> RestoreSummary:
-    from invrep_cli.backends import make_backend
-    from invrep_cli.fsutil import sha256_file
-    from invrep_cli.restore import (
-        RestoreOptions,
-        choose_tile,
-        device_for_rank,
-        parse_shard,
-        plan_jobs,
-        restore_files,
-        shard_from_env,
-    )
-    from invrep_cli.weights import resolve_weights
+def run_and_report(config: RestoreConfig, json_out: bool = False, quiet: bool = False) -> RestoreSummary:
+    """Plan (printing what will run), run with a progress bar, print the summary: restore and demo."""
+    from invrep_cli.imageio import pixel_limit_text
+    from invrep_cli.restore import plan_restore, run_restore
 
-    shard = parse_shard(shard_text) if shard_text else shard_from_env()
-    options = RestoreOptions(tile=tile, tile_overlap=tile_overlap, fmt=fmt, overwrite=overwrite, shard=shard)
-    planned = plan_jobs(input_spec, out, fmt)  # path errors (exit 2) before the weights load
-    weights_path = resolve_weights(weights)
-    backend = make_backend(weights_path, backend_name, device_for_rank(device), precision, threads, compile_model)
     talk = not (quiet or json_out)
 
     def message(text: str) -> None:
         if not quiet or text.startswith("failed"):
             console_err.print(f"[yellow]{text}[/yellow]", highlight=False, soft_wrap=True)
 
-    if hasattr(backend, "on_warning"):
-        backend.on_warning = message
-    meta = getattr(backend, "meta", {}) or {}
-    weights_sha256 = str(meta.get("sha256") or sha256_file(weights_path))
-    choice = choose_tile(backend, tile_overlap, tile)
-    jobs = planned[0][shard[0] :: shard[1]] if shard else planned[0]
+    plan = plan_restore(config, on_warning=message)
+    assert plan.work is not None
     if talk:
+        backend = plan.backend
+        shard = f"  (shard {plan.shard[0]}/{plan.shard[1]})" if plan.shard else ""
         console.print(
-            f"[bold]restore[/bold] {len(jobs)} file(s) -> {planned[1]}"
-            + (f"  (shard {shard[0]}/{shard[1]})" if shard else ""),
-            highlight=False,
+            f"[bold]restore[/bold] {len(plan.work.jobs)} file(s) -> {plan.work.record_dir}{shard}", highlight=False
         )
+        weights_name = plan.weights_path.name if plan.weights_path else "-"
         console.print(
             f"device [cyan]{backend.device}[/cyan]  backend [cyan]{backend.name}[/cyan]  "
-            f"precision [cyan]{backend.precision}[/cyan]  weights {weights_path.name}",
+            f"precision [cyan]{backend.precision}[/cyan]  weights {weights_name}",
             highlight=False,
         )
-        console.print(f"tiles: {choice.describe(backend.context_margin, tile_overlap)}", highlight=False)
-
-    if talk:
-        summary = _with_progress(input_spec, out, backend, weights_sha256, options, choice, planned, len(jobs))
+        console.print(
+            f"tiles: {plan.describe_tiles()}; images up to {pixel_limit_text(config.max_pixels)}", highlight=False
+        )
+        summary = _with_progress(plan)
     else:
-        summary = restore_files(input_spec, out, backend, weights_sha256, options, None, message, choice, planned)
-    result = summary.to_dict() | {"weights": str(weights_path), "weights_sha256": weights_sha256}
+        summary = run_restore(plan, None, message)
     if json_out:
-        print_json(result)
+        print_json(summary.to_dict())
     elif not quiet:
         _print_summary(summary)
     return summary
 
 
-def _with_progress(
-    input_spec: str, out: Path, backend: Backend, weights_sha256: str, options: RestoreOptions,
-    choice: TileChoice, planned: tuple[list[FileJob], Path, list[dict[str, str]], int], total: int,
-) -> RestoreSummary:
+def _with_progress(plan: RestorePlan) -> RestoreSummary:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from invrep_cli.restore import restore_files
+    from invrep_cli.restore import run_restore
 
+    assert plan.work is not None
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -166,7 +152,7 @@ def _with_progress(
         TextColumn("ETA {task.fields[eta]}"),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("restoring", total=total, rate="", eta="-")
+        task = progress.add_task("restoring", total=len(plan.work.jobs), rate="", eta="-")
 
         def on_progress(event: ProgressEvent) -> None:
             eta = "-" if event.eta_s is None else f"{int(event.eta_s // 60)}:{int(event.eta_s % 60):02d}"
@@ -175,12 +161,13 @@ def _with_progress(
         def progress_message(text: str) -> None:
             progress.console.print(f"[yellow]{text}[/yellow]", highlight=False, soft_wrap=True)
 
-        return restore_files(
-            input_spec, out, backend, weights_sha256, options, on_progress, progress_message, choice, planned
-        )
+        plan.backend.on_warning = progress_message
+        return run_restore(plan, on_progress, progress_message)
 
 
 def _print_summary(summary: RestoreSummary) -> None:
+    from collections import Counter
+
     from rich.table import Table
 
     table = Table(title="restore summary", show_header=False)
@@ -190,7 +177,7 @@ def _print_summary(summary: RestoreSummary) -> None:
         ("processed", str(summary.processed)),
         ("skipped (up to date)", str(summary.skipped)),
         ("failed", f"[red]{len(summary.failed)}[/red]" if summary.failed else "0"),
-        ("ignored (not images)", str(summary.ignored)),
+        ("ignored (not images, hidden...)", str(len(summary.ignored))),
         ("megapixels", f"{summary.megapixels:.2f}"),
         ("time", f"{summary.seconds:.1f} s ({summary.mp_per_s:.2f} MP/s)"),
         ("device", summary.device),
@@ -201,6 +188,10 @@ def _print_summary(summary: RestoreSummary) -> None:
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+    if summary.ignored:
+        reasons = Counter(item["reason"] for item in summary.ignored)
+        console.print("ignored: " + "; ".join(f"{n} {reason}" for reason, n in reasons.most_common()),
+                      highlight=False, soft_wrap=True)
     for note in summary.notes[:20]:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if len(summary.notes) > 20:
