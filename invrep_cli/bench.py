@@ -44,7 +44,7 @@ from invrep_cli.errors import DataError, InvrepError, UsageError, WeightsError
 
 BASELINES = ("noisy", "nlm", "bm3d")
 BACKENDS = ("torch", "onnx")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # shipped inside scikit-image, so a bench without CLEAN_DIR runs offline anywhere
 SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "camera")
@@ -92,6 +92,9 @@ class BenchConfig:
     isolate: bool = True
     #: intra-op threads for torch / ONNX Runtime; None = their defaults
     threads: int | None = None
+    #: folder of clean images whose noisy crops calibrate int8 rows; None = scikit-image photos that
+    #: are not bench images (rocket, motorcycle), never the images being scored
+    calibrate: str | None = None
 
 
 @dataclass
@@ -500,35 +503,40 @@ def _run_baseline(job: _Job, result: _JobResult, fn: Callable[[np.ndarray, float
 def _run_model(job: _Job, result: _JobResult) -> None:
     import torch
 
-    from invrep_cli.restore import RestoreConfig, plan_restore, restore_pixels
+    from invrep_cli.backends import make_backend
+    from invrep_cli.restore import RestoreOptions, choose_tile, restore_pixels
 
     if job.threads:
         torch.set_num_threads(job.threads)
     cuda = job.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise _Unavailable(f"{job.device}: no CUDA GPU here")
-    if job.precision in ("fp16", "bf16") and not cuda:
-        raise _Unavailable(f"{job.precision} is only run on CUDA (on CPU it is slow or wrong), so not on {job.device}")
+    if job.precision == "fp16" and not cuda:
+        raise _Unavailable(f"fp16 is only run on CUDA (on CPU it is slow or wrong), so not on {job.device}")
+    if job.precision == "int8" and (job.backend != "onnx" or cuda):
+        raise _Unavailable("int8 is an ONNX Runtime CPU graph (invrep export --int8)")
     if job.precision == "bf16" and job.backend == "onnx":
         raise _Unavailable("bf16 has no ONNX Runtime path here (fp32 or fp16 models only)")
-    if job.precision == "bf16" and not torch.cuda.is_bf16_supported():
+    if job.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise _Unavailable("bf16 is not supported by this GPU")
 
     free_before = torch.cuda.mem_get_info()[0] if cuda and job.backend == "onnx" else 0
-    # the plan restore would make: same backend factory, same tile choice and default overlap
-    config = RestoreConfig(weights=job.weights_path, backend=job.backend, device=job.device, precision=job.precision,
-                           tile=job.tile, threads=job.threads)
     try:
-        plan = plan_restore(config)
+        backend = make_backend(job.weights_path, backend=job.backend, device=job.device, precision=job.precision,
+                               threads=job.threads)
     except (ImportError, InvrepError) as exc:
         raise _Unavailable(f"{job.backend} on {job.device} at {job.precision}: {exc}") from exc
-    backend, choice, overlap = plan.backend, plan.tile, config.tile_overlap
+    # the tile restore would choose (or --tile), with restore's default overlap between tiles
+    overlap = RestoreOptions().tile_overlap
+    choice = choose_tile(backend, overlap, job.tile)
     result.tile = choice.tile
     result.detail.update(overlap=overlap, batch_size=choice.batch_size, tile_reason=choice.reason)
-    actual = backend.device
+    if "int8_parity" in getattr(backend, "metadata", {}):  # the export's PSNR against the fp32 graph
+        result.detail["int8_parity"] = backend.metadata["int8_parity"]
+    actual = str(getattr(backend, "device", job.device))
     # ORT backends report the execution provider that runs; keep the device and name the provider
     result.device = f"{job.device} (ORT {actual.replace('ExecutionProvider', '')})" if "Provider" in actual else actual
-    result.precision = backend.precision
+    result.precision = str(getattr(backend, "precision", job.precision))
     if job.precision != "auto" and result.precision != job.precision:
         # the backend fell back (e.g. fp16 check failed): report it rather than mislabel the row
         result.detail["requested_precision"] = job.precision
@@ -557,7 +565,7 @@ def _run_model(job: _Job, result: _JobResult) -> None:
         result.outputs[sigma] = outs
         result.seconds[sigma] = total
     # a half-precision backend may have fallen back to fp32 during the run (NaN/inf output)
-    result.precision = backend.precision
+    result.precision = str(getattr(backend, "precision", result.precision))
 
     if probe is not None:
         result.peak_bytes, result.memory_method = probe.stop()
@@ -596,13 +604,16 @@ class _ModelRowSpec:
 
 
 def plan_model_rows(
-    backends: Sequence[str], precisions: Sequence[str], device: str, cuda_available: bool, providers: Sequence[str]
+    backends: Sequence[str], precisions: Sequence[str], device: str, cuda_available: bool, providers: Sequence[str],
+    cpu_bf16_unsupported: str | None = None,
 ) -> list[_ModelRowSpec]:
     """Which (backend, device, precision) rows to run, and which to list as skipped with a reason.
 
-    ``auto`` precisions: torch fp32 on CPU, fp32/fp16/bf16 on CUDA; onnx fp32 on the CPU provider,
-    fp32/fp16 on a GPU provider (onnx_backend picks TensorRT where installed, else CUDA; the row
-    records which ran). Explicit precisions that cannot run (fp16 on CPU) become skipped rows.
+    ``auto`` precisions: torch fp32/bf16 on CPU, fp32/fp16/bf16 on CUDA; onnx fp32/int8 on the CPU
+    provider, fp32/fp16 on a GPU provider (onnx_backend picks TensorRT where installed, else CUDA;
+    the row records which ran). Precisions that cannot run (fp16 on CPU, bf16 on a CPU without bf16
+    instructions, given as ``cpu_bf16_unsupported``, int8 outside ONNX Runtime on CPU) become
+    skipped rows.
     """
     dev = device.strip().lower()
     if dev == "auto":
@@ -617,17 +628,21 @@ def plan_model_rows(
         for d in devices:
             on_cuda = d.startswith("cuda")
             if backend == "torch":
-                natural = ["fp32", "fp16", "bf16"] if on_cuda else ["fp32"]
+                natural = ["fp32", "fp16", "bf16"] if on_cuda else ["fp32", "bf16"]
                 wanted = natural if auto else list(precisions)
                 for p in wanted:
                     reason = None
                     if on_cuda and not cuda_available:
                         reason = f"{d}: no CUDA GPU here"
-                    elif p != "fp32" and not on_cuda:
-                        reason = f"{p} is only run on CUDA, never on CPU"
+                    elif p == "int8":
+                        reason = "int8 runs through ONNX Runtime (invrep export --int8), not torch"
+                    elif p == "fp16" and not on_cuda:
+                        reason = "fp16 is only run on CUDA, never on CPU"
+                    elif p == "bf16" and not on_cuda and cpu_bf16_unsupported:
+                        reason = f"bf16 on CPU: {cpu_bf16_unsupported}"
                     specs.append(_ModelRowSpec("torch", d, p, reason))
             elif backend == "onnx":
-                natural = ["fp32", "fp16"] if on_cuda else ["fp32"]
+                natural = ["fp32", "fp16"] if on_cuda else ["fp32", "int8"]
                 wanted = natural if auto else list(precisions)
                 for p in wanted:
                     reason = None
@@ -635,8 +650,10 @@ def plan_model_rows(
                         reason = "ONNX Runtime has no CUDAExecutionProvider here"
                     elif on_cuda and not cuda_available:
                         reason = f"{d}: no CUDA GPU here"
-                    elif p != "fp32" and not on_cuda:
-                        reason = f"{p} is only run on CUDA, never on CPU"
+                    elif p == "int8" and on_cuda:
+                        reason = "int8 graphs are for the CPU provider here"
+                    elif p == "fp16" and not on_cuda:
+                        reason = "fp16 is only run on CUDA, never on CPU"
                     elif p == "bf16":
                         reason = "bf16 has no ONNX Runtime path here (fp32 or fp16 models only)"
                     specs.append(_ModelRowSpec("onnx", d, p, reason))
@@ -751,10 +768,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
             raise UsageError(f"--precisions: unknown precision {p!r}; choose auto or {', '.join(PRECISIONS)}")
     if not config.sigmas or any(s <= 0 for s in config.sigmas):
         raise UsageError("--sigma: give one or more positive noise levels (0-255 scale), e.g. 15,25,50")
-    if config.tile is not None:
-        from invrep_cli.restore import RestoreConfig
-
-        RestoreConfig(tile=config.tile)  # the same --tile rules as restore (UsageError)
+    if config.tile is not None and config.tile < 8:
+        raise UsageError("--tile must be at least 8 pixels")
 
     images, notes = load_clean_images(config.clean_dir, config.limit, config.gray)
     names = [n for n, _ in images]
@@ -805,8 +820,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
     if config.backends:
         import torch
 
+        from invrep_cli.devices import cpu_bf16_unsupported
+
         specs = plan_model_rows(config.backends, config.precisions, config.device, torch.cuda.is_available(),
-                                machine.get("onnxruntime_providers", []))
+                                machine.get("onnxruntime_providers", []), cpu_bf16_unsupported())
         if config.device.startswith("cuda") and not torch.cuda.is_available():
             from invrep_cli.devices import resolve_device
 
@@ -848,10 +865,8 @@ def _model_rows(
         return [BenchRow(method="invrep", sigma=s, weights="default", skipped=f"no default weights ({exc})")
                 for s in sigmas]
     is_onnx = weights_path.suffix.lower() == ".onnx"
-    onnx_files: dict[bool, Path | str] = {}  # fp16 -> exported file, or the reason export failed
-    if is_onnx:
-        onnx_files[False] = weights_path
-        onnx_files[True] = weights_path
+    # precision -> exported file, or the reason export failed; ONNX weights are used as they are
+    onnx_files: dict[str, Path | str] = {p: weights_path for p in PRECISIONS} if is_onnx else {}
     collected: list[BenchRow] = []
     for spec in specs:
         template = BenchRow(method="invrep", sigma=0.0, backend=spec.backend, device=spec.device,
@@ -864,11 +879,10 @@ def _model_rows(
         else:
             path: Path | str = weights_path
             if spec.backend == "onnx":
-                fp16 = spec.precision == "fp16"
-                if fp16 not in onnx_files:
-                    out = tmp / f"{_safe(wname)}-{'fp16' if fp16 else 'fp32'}.onnx"
-                    onnx_files[fp16] = _export_for_bench(weights_path, out, fp16)
-                path = onnx_files[fp16]
+                if spec.precision not in onnx_files:
+                    out = tmp / f"{_safe(wname)}-{spec.precision}.onnx"
+                    onnx_files[spec.precision] = _export_for_bench(weights_path, out, spec.precision, config, tmp)
+                path = onnx_files[spec.precision]
             if isinstance(path, str):
                 result = _JobResult(skipped=path)
             else:
@@ -886,17 +900,39 @@ def _model_rows(
     return collected
 
 
-def _export_for_bench(weights: Path, out: Path, fp16: bool) -> Path | str:
-    """Export once per weights and precision; returns the .onnx path, or why it could not be made."""
+def _export_for_bench(weights: Path, out: Path, precision: str, config: BenchConfig, tmp: Path) -> Path | str:
+    """Export once per weights and precision; returns the .onnx path, or why it could not be made.
+
+    int8 is calibrated on ``config.calibrate`` (default: scikit-image photos that are not bench
+    images) with noise at the middle bench sigma, never on the images being scored.
+    """
     try:
         from invrep_cli.export import export_onnx
+        from invrep_cli.quantize import Calibration
     except ImportError as exc:
         return f"ONNX export is not available ({exc})"
     try:
-        export_onnx(weights, out, opset=17, fp16=fp16)
+        calibration = None
+        if precision == "int8":
+            folder = config.calibrate or str(_calibration_photos(tmp / "calibration"))
+            sigma = sorted(config.sigmas)[len(config.sigmas) // 2]
+            calibration = Calibration(folder, sigma=float(sigma), seed=config.seed)
+        # no PSNR floor here: the row's own PSNR against the clean images shows what int8 costs
+        export_onnx(weights, out, opset=17, fp16=precision == "fp16", calibration=calibration, min_psnr=0.0,
+                    threads=config.threads)
     except Exception as exc:  # an export problem skips the ONNX rows, not the bench
         return f"ONNX export failed ({type(exc).__name__}: {exc})"
     return out
+
+
+def _calibration_photos(folder: Path) -> Path:
+    """The two scikit-image photos NLM's h was tuned on (not bench images), as PNG files in ``folder``."""
+    import skimage.data
+
+    if not folder.is_dir():
+        for name, image in (("rocket", skimage.data.rocket()), ("motorcycle", skimage.data.stereo_motorcycle()[0])):
+            _save_png(folder / f"{name}.png", image)
+    return folder
 
 
 def _save_inputs(root: Path, names: list[str], cleans: list[np.ndarray], noisy: dict[float, list[np.ndarray]]) -> None:

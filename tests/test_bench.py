@@ -94,8 +94,17 @@ def test_unavailable_precisions_are_skipped_rows_with_a_reason() -> None:
     assert table[("torch", "cpu", "fp32")] is None and table[("onnx", "cpu", "fp32")] is None
     assert "CPU" in table[("torch", "cpu", "fp16")] and "CPU" in table[("onnx", "cpu", "fp16")]
     auto_gpu = plan_model_rows(["torch"], ["auto"], "auto", cuda_available=True, providers=[])
-    assert [(s.device, s.precision) for s in auto_gpu] == [("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "fp16"),
-                                                            ("cuda", "bf16")]
+    assert [(s.device, s.precision) for s in auto_gpu] == [("cpu", "fp32"), ("cpu", "bf16"), ("cuda", "fp32"),
+                                                            ("cuda", "fp16"), ("cuda", "bf16")]
+    auto_cpu = plan_model_rows(["torch", "onnx"], ["auto"], "cpu", cuda_available=False, providers=[],
+                               cpu_bf16_unsupported="no bf16 instructions")
+    table = {(s.backend, s.precision): s.skipped for s in auto_cpu}
+    assert list(table) == [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")]
+    assert "no bf16 instructions" in table[("torch", "bf16")] and table[("onnx", "int8")] is None
+    wrong = plan_model_rows(["torch", "onnx"], ["int8", "bf16"], "cpu", cuda_available=False, providers=[])
+    table = {(s.backend, s.precision): s.skipped for s in wrong}
+    assert "ONNX Runtime" in table[("torch", "int8")] and table[("torch", "bf16")] is None
+    assert "bf16" in table[("onnx", "bf16")] and table[("onnx", "int8")] is None
     no_provider = plan_model_rows(["onnx"], ["auto"], "cuda", cuda_available=True, providers=["CPUExecutionProvider"])
     assert all("CUDAExecutionProvider" in (s.skipped or "") for s in no_provider)
 
@@ -190,3 +199,37 @@ def test_missing_bm3d_is_a_skipped_row(tmp_path: Path, monkeypatch: pytest.Monke
                                       "--baselines", "noisy,bm3d", "--in-process"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "skipped" in result.stdout and "invrep[bm3d]" in result.stdout
+
+
+def test_cli_precision_rows_fp32_bf16_int8(tmp_path: Path, tiny_config: ModelConfig) -> None:
+    import torch
+
+    from invrep_cli.checkpoint import save_restorer
+    from invrep_cli.cli import app
+    from invrep_cli.devices import cpu_bf16_unsupported
+    from invrep_cli.models.restorer import Restorer
+
+    torch.manual_seed(0)  # a random tiny net's int8 parity varies with its weights: keep one
+    tiny_weights = save_restorer(Restorer(tiny_config).eval(), tmp_path / "w.safetensors")
+    write_images(tmp_path / "clean", 2, size=(32, 32), seed=5)
+    write_images(tmp_path / "calibration", 2, size=(32, 32), seed=6)
+    args = ["bench", str(tmp_path / "clean"), "--sigma", "25", "--weights", str(tiny_weights), "--baselines", "noisy",
+            "--backends", "torch,onnx", "--precisions", "fp32,bf16,int8", "--device", "cpu", "--in-process",
+            "--threads", "1", "--calibrate", str(tmp_path / "calibration"), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {(r["backend"], r["precision"]): r for r in json.loads(result.stdout)["rows"] if r["method"] == "invrep"}
+    assert "ONNX Runtime" in rows[("torch", "int8")]["skipped"] and rows[("onnx", "bf16")]["skipped"]
+    ran = [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")]
+    assert math.isfinite(rows[("onnx", "int8")]["detail"]["int8_parity"]["psnr_db"])
+    if cpu_bf16_unsupported():
+        assert "bf16" in rows[("torch", "bf16")]["skipped"]
+    else:
+        ran.append(("torch", "bf16"))
+    for key in ran:
+        row = rows[key]
+        assert row["skipped"] is None and row["failed"] is None, (key, row)
+        assert row["precision"] == key[1] and row["mp_per_s"] > 0 and row["peak_memory_mb"] is not None
+        assert math.isfinite(row["psnr"])
+        # reduced precision moves PSNR against the clean image by a fraction of a dB on a tiny net
+        assert abs(row["psnr"] - rows[(key[0], "fp32")]["psnr"]) < 1.0

@@ -109,7 +109,8 @@ def test_random_crops_and_psnr_helpers(calibration_dir: Path) -> None:
     noisy = random_crops(files, 5, (16, 20), sigma=25.0, seed=3)
     assert 0.0 <= min(c.min() for c in noisy) and max(c.max() for c in noisy) <= 1.0
     report = psnr_against(crops, [c + 0.01 for c in crops])
-    assert report["psnr_db"] == pytest.approx(40.0, abs=1e-3) and report["max_abs_diff"] == pytest.approx(0.01, abs=1e-6)
+    assert report["psnr_db"] == pytest.approx(40.0, abs=1e-3)
+    assert report["max_abs_diff"] == pytest.approx(0.01, abs=1e-6)
     assert Calibration("x").crops == 64
 
 

@@ -86,7 +86,11 @@ def bench_command(
     ] = None,
     backends: Annotated[str, typer.Option("--backends", help="Comma list: torch, onnx ('' none).")] = "torch,onnx",
     precisions: Annotated[
-        str, typer.Option("--precisions", help="auto (fp32 on CPU; fp32, fp16, bf16 on CUDA) or a comma list.")
+        str,
+        typer.Option(
+            "--precisions",
+            help="auto (CPU: fp32, bf16 where supported, int8 for onnx; CUDA: fp32, fp16, bf16) or a comma list.",
+        ),
     ] = "auto",
     device: DeviceOpt = "auto",
     tile: Annotated[int | None, typer.Option("--tile", help="Tile size; default: chosen by restore.")] = None,
@@ -104,6 +108,11 @@ def bench_command(
         typer.Option("--in-process", help="Run rows in this process (faster; peak memory less isolated)."),
     ] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch / ORT.")] = None,
+    calibrate: Annotated[
+        Path | None,
+        typer.Option("--calibrate", help="Clean images (noised at the middle sigma) calibrating int8 rows; "
+                     "default: two scikit-image photos that are not bench images."),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -126,6 +135,7 @@ def bench_command(
             save_dir=str(save_dir) if save_dir is not None else None,
             isolate=not in_process,
             threads=threads,
+            calibrate=str(calibrate) if calibrate is not None else None,
         )
 
         def log(msg: str) -> None:
