@@ -503,8 +503,7 @@ def _run_baseline(job: _Job, result: _JobResult, fn: Callable[[np.ndarray, float
 def _run_model(job: _Job, result: _JobResult) -> None:
     import torch
 
-    from invrep_cli.backends import make_backend
-    from invrep_cli.restore import RestoreOptions, choose_tile, restore_pixels
+    from invrep_cli.restore import RestoreConfig, plan_restore, restore_pixels
 
     if job.threads:
         torch.set_num_threads(job.threads)
@@ -521,22 +520,22 @@ def _run_model(job: _Job, result: _JobResult) -> None:
         raise _Unavailable("bf16 is not supported by this GPU")
 
     free_before = torch.cuda.mem_get_info()[0] if cuda and job.backend == "onnx" else 0
+    # the plan restore would make: same backend factory, same tile choice and default overlap
+    config = RestoreConfig(weights=job.weights_path, backend=job.backend, device=job.device, precision=job.precision,
+                           tile=job.tile, threads=job.threads)
     try:
-        backend = make_backend(job.weights_path, backend=job.backend, device=job.device, precision=job.precision,
-                               threads=job.threads)
+        plan = plan_restore(config)
     except (ImportError, InvrepError) as exc:
         raise _Unavailable(f"{job.backend} on {job.device} at {job.precision}: {exc}") from exc
-    # the tile restore would choose (or --tile), with restore's default overlap between tiles
-    overlap = RestoreOptions().tile_overlap
-    choice = choose_tile(backend, overlap, job.tile)
+    backend, choice, overlap = plan.backend, plan.tile, config.tile_overlap
     result.tile = choice.tile
     result.detail.update(overlap=overlap, batch_size=choice.batch_size, tile_reason=choice.reason)
     if "int8_parity" in getattr(backend, "metadata", {}):  # the export's PSNR against the fp32 graph
         result.detail["int8_parity"] = backend.metadata["int8_parity"]
-    actual = str(getattr(backend, "device", job.device))
+    actual = backend.device
     # ORT backends report the execution provider that runs; keep the device and name the provider
     result.device = f"{job.device} (ORT {actual.replace('ExecutionProvider', '')})" if "Provider" in actual else actual
-    result.precision = str(getattr(backend, "precision", job.precision))
+    result.precision = backend.precision
     if job.precision != "auto" and result.precision != job.precision:
         # the backend fell back (e.g. fp16 check failed): report it rather than mislabel the row
         result.detail["requested_precision"] = job.precision
@@ -565,7 +564,7 @@ def _run_model(job: _Job, result: _JobResult) -> None:
         result.outputs[sigma] = outs
         result.seconds[sigma] = total
     # a half-precision backend may have fallen back to fp32 during the run (NaN/inf output)
-    result.precision = str(getattr(backend, "precision", result.precision))
+    result.precision = backend.precision
 
     if probe is not None:
         result.peak_bytes, result.memory_method = probe.stop()
@@ -768,8 +767,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
             raise UsageError(f"--precisions: unknown precision {p!r}; choose auto or {', '.join(PRECISIONS)}")
     if not config.sigmas or any(s <= 0 for s in config.sigmas):
         raise UsageError("--sigma: give one or more positive noise levels (0-255 scale), e.g. 15,25,50")
-    if config.tile is not None and config.tile < 8:
-        raise UsageError("--tile must be at least 8 pixels")
+    if config.tile is not None:
+        from invrep_cli.restore import RestoreConfig
+
+        RestoreConfig(tile=config.tile)  # the same --tile rules as restore (UsageError)
 
     images, notes = load_clean_images(config.clean_dir, config.limit, config.gray)
     names = [n for n, _ in images]
