@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import io
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,8 @@ from typer.testing import CliRunner
 
 from invrep_cli.bench import (
     BenchConfig,
+    BenchResult,
+    BenchRow,
     add_noise,
     load_clean_images,
     nlm_h,
@@ -233,3 +238,31 @@ def test_cli_precision_rows_fp32_bf16_int8(tmp_path: Path, tiny_config: ModelCon
         assert math.isfinite(row["psnr"])
         # reduced precision moves PSNR against the clean image by a fraction of a dB on a tiny net
         assert abs(row["psnr"] - rows[(key[0], "fp32")]["psnr"]) < 1.0
+
+
+def _long_result() -> BenchResult:
+    row = BenchRow(method="invrep", sigma=25.0, backend="onnx", device="cpu (ORT CPU)", precision="fp32",
+                   weights="lir-lite-gauss", weights_sha256="0123456789ab", tile=512, mp_per_s=1.234, psnr=30.12,
+                   ssim=0.8765, skipped="a long reason that names a path /some/where/long/enough/to/matter.onnx")
+    return BenchResult(rows=[row, dataclasses.replace(row, sigma=50.0)], machine={}, config={},
+                       images=[{"name": "astronaut", "width": 512, "height": 512}])
+
+
+def test_table_piped_or_narrow_is_never_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from invrep_cli.cli import bench as cli_bench
+
+    piped = Console(file=io.StringIO(), width=80)  # not a terminal: plain columns, whole cells
+    monkeypatch.setattr(cli_bench, "console", piped)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    cli_bench._render(_long_result())
+    text = sys.stdout.getvalue()
+    assert "…" not in text and "lir-lite-gauss 0123456789ab" in text and "enough/to/matter.onnx" in text
+    assert text.splitlines()[1].split() == ["sigma", "method", "weights", "backend", "device", "precision", "tile",
+                                            "MP/s", "peak", "MB", "PSNR", "SSIM", "note"]
+    narrow = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+    monkeypatch.setattr(cli_bench, "console", narrow)
+    cli_bench._render(_long_result())
+    shown = narrow.file.getvalue()  # type: ignore[attr-defined]
+    assert "…" not in shown and "weig" in shown and max(len(line) for line in shown.splitlines()) <= 80

@@ -29,6 +29,49 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+_COLUMNS = (
+    ("sigma", "right"), ("method", "left"), ("weights", "left"), ("backend", "left"), ("device", "left"),
+    ("precision", "left"), ("tile", "right"), ("MP/s", "right"), ("peak MB", "right"), ("PSNR", "right"),
+    ("SSIM", "right"), ("note", "left"),
+)
+
+
+def _cells(result: BenchResult) -> tuple[list[tuple[str, str]], list[tuple[float, list[str], str | None]]]:
+    """Columns (name, justify) and rows (sigma, plain-text cells, "skipped" | "failed" | None)."""
+    with_notes = any(r.skipped or r.failed for r in result.rows)
+    columns = list(_COLUMNS[: None if with_notes else -1])
+    rows = []
+    for row in result.rows:
+        weights = f"{row.weights} {row.weights_sha256}" if row.weights else "-"
+        cells = [
+            f"{row.sigma:g}", row.method, weights, row.backend, row.device, row.precision,
+            "-" if row.tile is None else "whole" if row.tile == 0 else str(row.tile), _fmt(row.mp_per_s, 3),
+            _fmt(row.peak_memory_mb, 0), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
+        ]
+        if with_notes:
+            cells.append(row.skipped and f"skipped: {row.skipped}" or row.failed and f"failed: {row.failed}" or "")
+        rows.append((row.sigma, cells, "skipped" if row.skipped else "failed" if row.failed else None))
+    return columns, rows
+
+
+def _plain_table(columns: list[tuple[str, str]], rows: list[tuple[float, list[str], str | None]]) -> str:
+    """Space-aligned columns, nothing cut: for pipes and files, where there is no terminal width."""
+    widths = [max([len(name)] + [len(cells[i]) for _, cells, _ in rows]) for i, (name, _) in enumerate(columns)]
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) if justify == "right" else c.ljust(w)
+                  for c, w, (_, justify) in zip(cells, widths, columns, strict=True)]
+        return "  ".join(padded).rstrip()
+
+    out, previous = [line([name for name, _ in columns])], None
+    for sigma, cells, _ in rows:
+        if previous is not None and sigma != previous:
+            out.append("")
+        previous = sigma
+        out.append(line(cells))
+    return "\n".join(out)
+
+
 def _render(result: BenchResult) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -37,30 +80,27 @@ def _render(result: BenchResult) -> None:
     title = f"invrep bench: {len(result.images)} images, " + ", ".join(
         f"{i['name']} {i['width']}x{i['height']}" for i in result.images[:6]
     )
-    table = Table(title=title, title_justify="left")
-    with_notes = any(r.skipped or r.failed for r in result.rows)
-    for col, justify in (
-        ("sigma", "right"), ("method", "left"), ("weights", "left"), ("backend", "left"), ("device", "left"),
-        ("precision", "left"), ("tile", "right"), ("MP/s", "right"), ("peak MB", "right"), ("PSNR", "right"),
-        ("SSIM", "right"), ("note", "left"),
-    )[: None if with_notes else -1]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    previous = None
-    for row in result.rows:
-        if previous is not None and row.sigma != previous:
-            table.add_section()
-        previous = row.sigma
-        weights = f"{row.weights} {row.weights_sha256}" if row.weights else "-"
-        # reasons quote paths and pip extras like invrep[bm3d]: not Rich markup
-        note = (row.skipped and f"skipped: {escape(row.skipped)}"
-                or row.failed and f"[red]failed: {escape(row.failed)}[/red]" or "")
-        cells = [
-            f"{row.sigma:g}", row.method, escape(weights), row.backend, escape(row.device), row.precision,
-            "-" if row.tile is None else "whole" if row.tile == 0 else str(row.tile), _fmt(row.mp_per_s, 3),
-            _fmt(row.peak_memory_mb, 0), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
-        ]
-        table.add_row(*cells, *([note] if with_notes else []), style="dim" if row.skipped else None)
-    console.print(table)
+    columns, rows = _cells(result)
+    if not console.is_terminal:
+        # piped or redirected: no width to fit, so every cell whole (a Rich table would cut to 80 columns)
+        print(title)
+        print(_plain_table(columns, rows))
+    else:
+        # a narrow terminal folds long cells onto more lines instead of cutting them with an ellipsis
+        table = Table(title=title, title_justify="left")
+        for col, justify in columns:
+            table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        previous = None
+        for sigma, cells, status in rows:
+            if previous is not None and sigma != previous:
+                table.add_section()
+            previous = sigma
+            # reasons quote paths and pip extras like invrep[bm3d]: not Rich markup
+            text = [escape(c) for c in cells]
+            if status == "failed":
+                text[-1] = f"[red]{text[-1]}[/red]"
+            table.add_row(*text, style="dim" if status == "skipped" else None)
+        console.print(table)
     cuda = m.get("cuda") or "no CUDA"
     console.print(
         f"machine: {m.get('processor')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')} "
