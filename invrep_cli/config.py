@@ -39,6 +39,14 @@ class ModelConfig:
     decoder_norm: DecoderNorm = "channel"
     #: colour channels of the images the networks see (gray images are replicated to RGB)
     image_channels: int = 3
+    #: skip connections from the content encoders into G_Y, counted from full resolution up
+    #: (0: the authors' network, every pixel through the H/4 bottleneck; 1: full resolution;
+    #: 2: full and half). G_X keeps the authors' shape.
+    skips: int = 0
+    #: kernel of the decoders' upsampling convs (the authors use 5; 3 costs a third at full resolution)
+    up_kernel: int = 5
+    #: G_Y predicts a correction added to its input image instead of the image through tanh
+    residual: bool = False
 
     @property
     def latent_channels(self) -> int:
@@ -64,6 +72,11 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "lir": ModelConfig(),
     # CPU-sized: every network at half width (the restorer has 2.8 M parameters)
     "lir-lite": ModelConfig(name="lir-lite", width=32, disc_width=32),
+    # lir-lite with a full-resolution path: skips at full and half resolution into G_Y, 3x3
+    # upsampling convs (the 5x5 ones were 37 % of the restorer's multiply-adds), residual output
+    "lir-lite-unet": ModelConfig(name="lir-lite-unet", width=32, disc_width=32, skips=2, up_kernel=3, residual=True),
+    # the same with one skip (full resolution) and the authors' 5x5 upsampling convs
+    "lir-lite-skip": ModelConfig(name="lir-lite-skip", width=32, disc_width=32, skips=1, residual=True),
 }
 
 
@@ -109,6 +122,14 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     losses: LossWeights = field(default_factory=LossWeights)
     steps: int = 300_000
+    #: stage 1, the warm start: the first this many steps train E_X and G_Y alone on clean crops
+    #: with noise drawn from a noise model of the noisy domain (the --synthetic spec, or fitted to
+    #: the --noisy folder); LIR (stage 2) continues from them. 0: LIR from scratch.
+    warmup_steps: int = 10_000
+    #: stage 1's peak learning rate (Adam, cosine decay to 1 % of it over the stage)
+    warmup_lr: float = 1e-3
+    #: at most this many images of the --noisy folder are used to fit the noise model
+    noise_fit_images: int = 200
     batch_size: int = 16
     crop_size: int = 64
     lr: float = 1e-4

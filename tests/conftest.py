@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -28,10 +29,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_shared)
 
 
-@pytest.fixture
-def tiny_config() -> ModelConfig:
-    """Every network at width 4 with one residual block: shapes as the real thing, tiny cost."""
-    return ModelConfig(name="tiny", width=4, n_res_blocks=1, disc_width=4, disc_scales=2, disc_layers=2)
+@pytest.fixture(params=["authors", "unet"])
+def tiny_config(request: pytest.FixtureRequest) -> ModelConfig:
+    """Every network at width 4 with one residual block: shapes as the real thing, tiny cost.
+    Both restorer shapes: the authors' (every pixel through the H/4 bottleneck) and invrep's
+    (skips at full and half resolution, 3x3 upsampling convs, residual output)."""
+    tiny = ModelConfig(name="tiny", width=4, n_res_blocks=1, disc_width=4, disc_scales=2, disc_layers=2)
+    if request.param == "unet":
+        return dataclasses.replace(tiny, name="tiny-unet", skips=2, up_kernel=3, residual=True)
+    return tiny
 
 
 @pytest.fixture

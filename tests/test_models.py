@@ -19,9 +19,17 @@ def test_every_network_shape(tiny_config: ModelConfig) -> None:
     assert nets.clean_encoder(x).shape == (2, lat, 8, 8)
     n = nets.noise_encoder(x)
     assert n.shape == (2, lat, 8, 8)  # a spatial map, not a vector
-    y = nets.clean_decoder(z)
+    if tiny_config.skips:
+        z2, features = nets.noisy_encoder(x, with_skips=True)
+        assert torch.equal(z2, z)
+        assert [f.shape[-1] for f in features] == [32, 16][: tiny_config.skips]
+        y = nets.clean_decoder(z, features, x)
+        with pytest.raises(ValueError, match="skip"):
+            nets.clean_decoder(z)
+    else:
+        y = nets.clean_decoder(z)
+        assert y.min() >= -1 and y.max() <= 1  # tanh
     assert y.shape == (2, 3, 32, 32)
-    assert y.min() >= -1 and y.max() <= 1  # tanh
     assert nets.noisy_decoder(torch.cat([z, n], 1)).shape == (2, 3, 32, 32)
     outs = nets.noisy_discriminator(x)
     assert len(outs) == tiny_config.disc_scales
@@ -51,3 +59,18 @@ def test_lir_restorer_parameter_count() -> None:
     nets_cfg = MODEL_PRESETS["lir"]
     restorer = build_restorer(nets_cfg)
     assert abs(count_parameters(restorer) - 11.15e6) <= 0.01e6
+
+
+def test_skip_restorer_starts_near_identity_and_costs_no_more() -> None:
+    """The residual output means an untrained G_Y(E_X(x)) passes the image through with a small
+    correction, and the full-resolution path costs no more parameters than lir-lite's."""
+    unet = build_restorer(MODEL_PRESETS["lir-lite-unet"]).eval()
+    lite = build_restorer(MODEL_PRESETS["lir-lite"]).eval()
+    assert count_parameters(unet) <= count_parameters(lite)
+    x = torch.rand(1, 3, 24, 24)
+    for module in unet.modules():  # zero the last conv: the output must then be the input exactly
+        if module is unet.clean_decoder.to_image:
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    with torch.no_grad():
+        assert torch.allclose(unet(x), x, atol=1e-6)

@@ -11,7 +11,13 @@ from invrep_cli.config import ModelConfig
 from invrep_cli.models.decoders import Decoder
 from invrep_cli.models.discriminators import MultiScaleDiscriminator, RepresentationDiscriminator
 from invrep_cli.models.encoders import ContentEncoder, NoiseEncoder
-from invrep_cli.models.restorer import Restorer, build_clean_decoder, build_content_encoder, receptive_field
+from invrep_cli.models.restorer import (
+    Restorer,
+    build_clean_decoder,
+    build_content_encoder,
+    decode_clean,
+    receptive_field,
+)
 
 __all__ = [
     "ContentEncoder",
@@ -23,6 +29,7 @@ __all__ = [
     "Restorer",
     "build_models",
     "count_parameters",
+    "decode_clean",
     "receptive_field",
 ]
 

@@ -40,7 +40,7 @@ class Restorer(nn.Module):
         # reflect needs pad < size; replicate covers 1-pixel images
         mode = "reflect" if (pad_h < h and pad_w < w) else "replicate"
         x = F.pad(x * 2.0 - 1.0, (0, pad_w, 0, pad_h), mode=mode)
-        y = self.clean_decoder(self.noisy_encoder(x))
+        y = decode_clean(self.config, self.noisy_encoder, self.clean_decoder, x)
         y = (y[..., :h, :w] + 1.0) * 0.5
         if gray:
             y = y.mean(dim=1, keepdim=True)
@@ -51,13 +51,37 @@ class Restorer(nn.Module):
         return receptive_field(self.config)
 
 
+def decode_clean(
+    config: ModelConfig, encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, latent_noise: float = 0.0
+) -> torch.Tensor:
+    """G(E(x)) for x in [-1, 1] through the skip connections and residual output of ``config``
+    (``encoder``/``decoder`` may be DDP or compiled wrappers). ``latent_noise``: std of the Gaussian
+    noise LIR adds to every latent before decoding in training (0 at inference)."""
+    if not config.skips and not config.residual:
+        latent = encoder(x)
+        return decoder(latent + latent_noise * torch.randn_like(latent) if latent_noise else latent)
+    latent, features = encoder(x, with_skips=True)
+    if latent_noise:
+        latent = latent + latent_noise * torch.randn_like(latent)
+    return decoder(latent, features, x)
+
+
 def build_content_encoder(config: ModelConfig) -> ContentEncoder:
-    return ContentEncoder(config.image_channels, config.width, config.n_downsample, config.n_res_blocks)
+    return ContentEncoder(
+        config.image_channels, config.width, config.n_downsample, config.n_res_blocks, skips=config.skips
+    )
 
 
 def build_clean_decoder(config: ModelConfig) -> Decoder:
     return Decoder(
-        config.latent_channels, config.image_channels, config.n_downsample, config.n_res_blocks, config.decoder_norm
+        config.latent_channels,
+        config.image_channels,
+        config.n_downsample,
+        config.n_res_blocks,
+        config.decoder_norm,
+        skips=config.skips,
+        up_kernel=config.up_kernel,
+        residual=config.residual,
     )
 
 
@@ -79,9 +103,11 @@ def receptive_field(config: ModelConfig) -> int:
         conv(4, 2)
     for _ in range(config.n_res_blocks * 2 * 2):  # encoder and decoder res blocks, two convs each
         conv(3)
-    for _ in range(config.n_downsample):
+    for level in reversed(range(config.n_downsample)):
         field += jump  # a nearest upsample can pull one more coarse pixel in at tile edges
         jump /= 2
-        conv(5)
-    conv(7)
+        conv(config.up_kernel)
+        if level < config.skips:
+            conv(3)  # the fusing conv after a skip connection
+    conv(7 if config.skips == 0 else 3)
     return int(field)
