@@ -1,0 +1,420 @@
+"""Noise models for the warm start (stage 1), and their estimation from a folder of noisy images.
+
+Stage 1 of ``invrep train`` needs no pairs: it draws noise from a model of the *noisy* domain onto
+crops of the *clean* domain and trains E_X and G_Y to undo it (LIR's cross-cycle path with the model
+standing in for G_X). The model is either the ``--synthetic`` spec itself or, for a real noisy
+folder, fitted to it:
+
+- **signal-dependent**: per channel, variance = gain * I + floor (I in [0, 1]), the Poisson-Gaussian
+  model of a sensor;
+- **spatially correlated**: white noise filtered by a Gaussian of std ``blur`` pixels, renormalised
+  to unit variance (demosaicing and JPEG spread noise over neighbouring pixels);
+- **correlated across channels**: a 3 x 3 correlation matrix (demosaicing again).
+
+One set of parameters is fitted per image and stage 1 draws a random image's set per crop, so a
+folder of mixed cameras and ISOs gives a mixture rather than one average model.
+
+The estimator works on 8 x 8 blocks: a plane is fitted to each block and channel and the residual
+variance kept with the block's mean. Texture only adds variance, so within each intensity bin a low
+percentile of the block variances is taken as the noise; the bias of that percentile, of the plane
+fit and of spatial correlation is measured once by running the same estimator on pure noise of
+known parameters (``_calibration``), not assumed. scikit-image's ``estimate_sigma`` (a wavelet
+median of the finest scale) is the usual choice; it sees only the finest-scale part of correlated
+noise, which is why camera noise looks 3-4 times weaker to it than it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from invrep_cli.data import NoiseSpec
+
+BLOCK = 8
+#: the std scale range stage 1 draws fitted noise at. The block estimator measures strongly
+#: correlated noise (blur above ~1 px, as JPEG'd camera noise is: 1.2 px on PolyU's noisy photos)
+#: from the small part of its variance an 8 x 8 plane fit leaves, where a small error in the
+#: measured correlation is a large one in the level; a range makes stage 1 robust to that and
+#: leaves the exact level to stage 2, which sees the real noisy images.
+FITTED_LEVEL_RANGE = (0.6, 2.5)
+#: percentile of block variances taken in each intensity bin (low: texture only adds variance)
+PERCENTILE = 10.0
+#: intensity bins of the signal-dependent fit
+BINS = 16
+#: fewest blocks an intensity bin needs to be used
+MIN_BLOCKS = 24
+#: blur std (px) grid of the calibration; beyond it, noise is a smooth pattern rather than grain
+BLUR_GRID = tuple(round(0.1 * i, 1) for i in range(0, 21))
+#: channel correlation grid of the calibration (selecting low-variance blocks lowers correlation)
+CORR_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 0.95)
+
+
+# ---------------------------------------------------------------------------------------------
+# the fitted model
+
+
+@dataclass(frozen=True)
+class ImageNoise:
+    """Noise of one image: variance = gain * I + floor per channel, spatial blur, channel correlation."""
+
+    gain: tuple[float, float, float]
+    floor: tuple[float, float, float]
+    blur: float
+    channel_corr: tuple[tuple[float, float, float], ...]
+
+    def std_at(self, intensity: float) -> list[float]:
+        """Noise std per channel at an intensity in [0, 1] (0-1 scale)."""
+        return [math.sqrt(max(g * intensity + f, 0.0)) for g, f in zip(self.gain, self.floor, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gain": [round(v, 8) for v in self.gain],
+            "floor": [round(v, 8) for v in self.floor],
+            "blur": round(self.blur, 4),
+            "channel_corr": [[round(v, 4) for v in row] for row in self.channel_corr],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageNoise:
+        return cls(
+            gain=tuple(float(v) for v in d["gain"]),  # type: ignore[arg-type]
+            floor=tuple(float(v) for v in d["floor"]),  # type: ignore[arg-type]
+            blur=float(d["blur"]),
+            channel_corr=tuple(tuple(float(v) for v in row) for row in d["channel_corr"]),
+        )
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """What stage 1 draws noise from: a ``--synthetic`` spec, or per-image fits of a noisy folder."""
+
+    spec: NoiseSpec | None = None
+    fitted: tuple[ImageNoise, ...] = field(default_factory=tuple)
+    source: str = ""
+    #: fitted models only: each crop's noise std is scaled by a factor drawn log-uniformly in this
+    #: range (see FITTED_LEVEL_RANGE)
+    level_range: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if (self.spec is None) == (not self.fitted):
+            raise ValueError("a noise model is either a spec or a non-empty set of fits")
+
+    def describe(self) -> str:
+        if self.spec is not None:
+            return f"{self.spec.describe()} (the --synthetic spec)"
+        text = summarize(self.fitted) + (f", fitted on {self.source}" if self.source else "")
+        if self.level_range != (1.0, 1.0):
+            text += f"; drawn at {self.level_range[0]:g}-{self.level_range[1]:g}x the fitted std"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.spec is not None:
+            return {"spec": self.spec.describe(), "source": self.source}
+        return {
+            "fitted": [f.to_dict() for f in self.fitted],
+            "source": self.source,
+            "level_range": list(self.level_range),
+            "summary": summarize(self.fitted),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NoiseModel:
+        from invrep_cli.data import parse_noise
+
+        if "spec" in d:
+            return cls(spec=parse_noise(d["spec"]), source=d.get("source", ""))
+        return cls(
+            fitted=tuple(ImageNoise.from_dict(f) for f in d["fitted"]),
+            source=d.get("source", ""),
+            level_range=tuple(d.get("level_range", (1.0, 1.0))),  # type: ignore[arg-type]
+        )
+
+    def sample(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noisy version of ``clean`` (N x 3 x H x W in [0, 1]), clipped and quantised to 8 bit as a
+        saved noisy file would be. Draws from the global torch RNG (or ``generator``) on clean's device."""
+        if self.spec is not None:
+            noisy = sample_spec(clean, self.spec, generator)
+        else:
+            noisy = sample_fitted(clean, self.fitted, generator, self.level_range)
+        return torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def summarize(fits: Sequence[ImageNoise]) -> str:
+    """One line: median noise std (0-255) at mid-gray and its range, median blur, mean channel correlation."""
+    mid = np.array([np.mean(f.std_at(0.5)) for f in fits]) * 255.0
+    blur = np.array([f.blur for f in fits])
+    corr = np.array([np.mean([f.channel_corr[i][j] for i, j in ((0, 1), (0, 2), (1, 2))]) for f in fits])
+    return (
+        f"fitted per image on {len(fits)} images: std at mid-gray {np.median(mid):.2f} (0-255; "
+        f"{mid.min():.2f}-{mid.max():.2f}), spatial blur {np.median(blur):.2f} px, channel correlation {corr.mean():.2f}"
+    )
+
+
+def _randn(shape: Sequence[int], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(*shape, device=like.device, dtype=like.dtype, generator=generator)
+
+
+def sample_spec(clean: torch.Tensor, spec: NoiseSpec, generator: torch.Generator | None = None) -> torch.Tensor:
+    n = clean.shape[0]
+    if spec.kind == "gaussian":
+        u = torch.rand(n, 1, 1, 1, device=clean.device, dtype=clean.dtype, generator=generator)
+        sigma = (spec.low + (spec.high - spec.low) * u) / 255.0
+        return clean + sigma * _randn(clean.shape, clean, generator)
+    return torch.poisson(clean.clamp(min=0.0) * spec.low, generator=generator) / spec.low
+
+
+def gaussian_kernels(blurs: torch.Tensor, radius: int) -> torch.Tensor:
+    """K x 1 x (2r+1) x (2r+1) Gaussian kernels with unit sum of squares (so filtered unit white
+    noise keeps unit variance); blur 0 is the identity."""
+    coords = torch.arange(-radius, radius + 1, device=blurs.device, dtype=blurs.dtype)
+    sq = coords[None, :, None] ** 2 + coords[None, None, :] ** 2
+    s = blurs.clamp(min=1e-3)[:, None, None]
+    k = torch.exp(-sq / (2 * s**2))
+    k = k / k.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()
+    return k[:, None]
+
+
+def sample_fitted(
+    clean: torch.Tensor,
+    fits: Sequence[ImageNoise],
+    generator: torch.Generator | None = None,
+    level_range: tuple[float, float] = (1.0, 1.0),
+) -> torch.Tensor:
+    n, c, h, w = clean.shape
+    dev, dt = clean.device, clean.dtype
+    pick = torch.randint(len(fits), (n,), generator=generator, device="cpu" if generator is None else generator.device)
+    chosen = [fits[int(i)] for i in pick.cpu()]
+    gain = torch.tensor([f.gain for f in chosen], device=dev, dtype=dt)[:, :c, None, None]
+    floor = torch.tensor([f.floor for f in chosen], device=dev, dtype=dt)[:, :c, None, None]
+    blur = torch.tensor([f.blur for f in chosen], device=dev, dtype=dt)
+    corr = torch.tensor([f.channel_corr for f in chosen], device=dev, dtype=torch.float64)
+    white = _randn((n, c, h, w), clean, generator)
+    radius = max(1, int(math.ceil(3 * float(blur.max()))))
+    if float(blur.max()) > 0:
+        kernels = gaussian_kernels(blur, radius).repeat_interleave(c, dim=0)  # (n*c) x 1 x k x k
+        padded = F.pad(white.reshape(1, n * c, h, w), (radius,) * 4, mode="reflect")
+        white = F.conv2d(padded, kernels, groups=n * c).reshape(n, c, h, w)
+    if c == 3:
+        eye = torch.eye(3, device=dev, dtype=torch.float64)
+        mix = torch.linalg.cholesky(corr + 1e-6 * eye).to(dt)
+        white = torch.einsum("nij,njhw->nihw", mix, white)
+    std = (gain * clean.clamp(0.0, 1.0) + floor).clamp(min=0.0).sqrt()
+    if level_range != (1.0, 1.0):
+        lo, hi = math.log(level_range[0]), math.log(level_range[1])
+        u = torch.rand(n, 1, 1, 1, generator=generator, device=pick.device)
+        std = std * torch.exp(lo + (hi - lo) * u).to(dev, dt)
+    return clean + std * white
+
+
+# ---------------------------------------------------------------------------------------------
+# estimation
+
+
+@dataclass
+class _Blocks:
+    mean: np.ndarray  # B x C block means
+    var: np.ndarray  # B x C plane-fit residual variances
+    lag1: np.ndarray  # B x C lag-1 autocovariance of the residual (horizontal and vertical averaged)
+    residual: np.ndarray  # B x C x 64 residuals
+    clipped: np.ndarray  # B, any pixel at the 8-bit ends
+
+
+def _plane_basis() -> np.ndarray:
+    yy, xx = np.mgrid[0:BLOCK, 0:BLOCK].astype(np.float64)
+    basis = np.stack([np.ones(BLOCK * BLOCK), xx.ravel() - 3.5, yy.ravel() - 3.5], axis=1)
+    q, _ = np.linalg.qr(basis)
+    return q  # 64 x 3, orthonormal
+
+
+def _blocks(img: np.ndarray) -> _Blocks:
+    """8 x 8 blocks of an H x W x C image in [0, 1]: plane-fit residual statistics per channel."""
+    h, w, c = img.shape
+    hb, wb = h // BLOCK, w // BLOCK
+    b = img[: hb * BLOCK, : wb * BLOCK].astype(np.float64)
+    b = b.reshape(hb, BLOCK, wb, BLOCK, c).transpose(0, 2, 4, 1, 3).reshape(hb * wb, c, BLOCK * BLOCK)
+    q = _plane_basis()
+    residual = b - (b @ q) @ q.T
+    var = (residual**2).sum(-1) / (BLOCK * BLOCK - 3)
+    r = residual.reshape(-1, c, BLOCK, BLOCK)
+    lag1 = 0.5 * ((r[..., :, 1:] * r[..., :, :-1]).mean((-1, -2)) + (r[..., 1:, :] * r[..., :-1, :]).mean((-1, -2)))
+    lo, hi = 0.5 / 255.0, 254.5 / 255.0
+    clipped = ((b <= lo) | (b >= hi)).any(axis=(1, 2))
+    return _Blocks(b.mean(-1), var, lag1, residual, clipped)
+
+
+def _select(blocks: _Blocks) -> np.ndarray:
+    """Indices of the 'flat' blocks: in each intensity bin (of the channel mean), those at or below
+    the PERCENTILE of the channel-summed variance."""
+    ok = ~blocks.clipped
+    mean = blocks.mean.mean(1)
+    total = blocks.var.sum(1)
+    chosen: list[np.ndarray] = []
+    edges = np.linspace(0.0, 1.0, BINS + 1)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        idx = np.nonzero(ok & (mean >= lo) & (mean < hi))[0]
+        if idx.size < MIN_BLOCKS:
+            continue
+        cut = np.percentile(total[idx], PERCENTILE)
+        chosen.append(idx[total[idx] <= cut])
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _correlation(blocks: _Blocks, idx: np.ndarray) -> float:
+    """Lag-1 correlation of the residuals of the selected blocks (pooled over channels)."""
+    return float(blocks.lag1[idx].sum() / max(blocks.var[idx].sum() * (BLOCK * BLOCK - 3) / (BLOCK * BLOCK), 1e-20))
+
+
+@functools.lru_cache(maxsize=1)
+def _calibration() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each blur in BLUR_GRID, on pure unit-variance noise of that blur: the lag-1 residual
+    correlation the estimator sees and the ratio (bin percentile of block variance) / true variance."""
+    rng = torch.Generator().manual_seed(1234)
+    rhos, ratios = [], []
+    size = 384
+    for blur in BLUR_GRID:
+        white = torch.randn(1, 1, size, size, generator=rng, dtype=torch.float64)
+        if blur > 0:
+            radius = max(1, int(math.ceil(3 * blur)))
+            k = gaussian_kernels(torch.tensor([blur], dtype=torch.float64), radius)
+            white = F.conv2d(F.pad(white, (radius,) * 4, mode="reflect"), k)
+        noise = white[0, 0].numpy()[:, :, None]
+        blocks = _blocks(noise * 0.05 + 0.5)  # flat mid-gray, std 0.05: nothing clipped
+        v = blocks.var[:, 0]
+        ratios.append(float(np.percentile(v, PERCENTILE) / 0.05**2))
+        idx = np.nonzero(v <= np.percentile(v, PERCENTILE))[0]
+        rhos.append(_correlation(blocks, idx))
+    return np.array(BLUR_GRID), np.array(rhos), np.array(ratios)
+
+
+@functools.lru_cache(maxsize=1)
+def _corr_calibration() -> tuple[np.ndarray, np.ndarray]:
+    """For each channel correlation in CORR_GRID (all three pairs equal), the correlation the
+    estimator sees among the blocks it selects."""
+    rng = torch.Generator().manual_seed(4321)
+    seen = []
+    for rho in CORR_GRID:
+        corr = torch.full((3, 3), rho, dtype=torch.float64).fill_diagonal_(1.0)
+        white = torch.randn(3, 256 * 256, generator=rng, dtype=torch.float64)
+        noise = (torch.linalg.cholesky(corr) @ white).reshape(3, 256, 256).permute(1, 2, 0).numpy()
+        blocks = _blocks(noise * 0.05 + 0.5)
+        idx = _select(blocks)
+        flat = blocks.residual[idx].transpose(1, 0, 2).reshape(3, -1)
+        c = np.corrcoef(flat)
+        seen.append(float((c[0, 1] + c[0, 2] + c[1, 2]) / 3))
+    return np.array(CORR_GRID), np.array(seen)
+
+
+def _blur_from_rho(rho: float) -> float:
+    grid, rhos, _ = _calibration()
+    order = np.argsort(rhos)
+    return float(np.clip(np.interp(rho, rhos[order], grid[order]), grid[0], grid[-1]))
+
+
+def _ratio_at(blur: float) -> float:
+    grid, _, ratios = _calibration()
+    return float(np.interp(blur, grid, ratios))
+
+
+def fit_image_noise(img: np.ndarray) -> ImageNoise | None:
+    """Fit the noise of one H x W x 3 image in [0, 1]; None when it has too few flat blocks."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    c = img.shape[2]
+    blocks = _blocks(img)
+    idx = _select(blocks)
+    if idx.size < MIN_BLOCKS:
+        return None
+    blur = _blur_from_rho(_correlation(blocks, idx))
+    ratio = _ratio_at(blur)
+    gains, floors = [], []
+    edges = np.linspace(0.0, 1.0, BINS + 1)
+    ok = ~blocks.clipped
+    for ch in range(c):
+        xs, ys, ws = [], [], []
+        mean, var = blocks.mean[:, ch], blocks.var[:, ch]
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            sel = np.nonzero(ok & (mean >= lo) & (mean < hi))[0]
+            if sel.size < MIN_BLOCKS:
+                continue
+            cut = np.percentile(var[sel], PERCENTILE)
+            # the intensity of the blocks at the percentile, not of the whole bin: with signal-
+            # dependent noise the darker blocks of a bin are the quieter ones
+            near = sel[np.argsort(np.abs(var[sel] - cut))[: max(3, sel.size // 10)]]
+            xs.append(float(mean[near].mean()))
+            ys.append(float(cut / ratio))
+            # a percentile of n variances has a relative error ~ 1/sqrt(n): weigh by precision
+            ws.append(math.sqrt(sel.size) / max(ys[-1], 1e-12))
+        gain, floor = _robust_line(np.array(xs), np.array(ys), np.array(ws))
+        gains.append(gain)
+        floors.append(floor)
+    if c == 1:
+        gains, floors = gains * 3, floors * 3
+        corr = np.eye(3)
+    else:
+        res = blocks.residual[idx]  # n x 3 x 64
+        flat = res.transpose(1, 0, 2).reshape(3, -1)
+        grid, seen = _corr_calibration()
+        corr = np.nan_to_num(np.corrcoef(flat), nan=0.0)
+        corr = np.sign(corr) * np.interp(np.abs(corr), seen, grid)
+        np.fill_diagonal(corr, 1.0)
+    return ImageNoise(
+        gain=tuple(gains),  # type: ignore[arg-type]
+        floor=tuple(floors),  # type: ignore[arg-type]
+        blur=blur,
+        channel_corr=tuple(tuple(float(v) for v in row) for row in corr),
+    )
+
+
+def _robust_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """``_fit_line`` after dropping, one at a time, bins far above the line: a bin of mostly
+    textured blocks only ever reads high."""
+    keep = np.ones(x.size, dtype=bool)
+    gain, floor = _fit_line(x, y, w)
+    while keep.sum() > 3:
+        excess = np.where(keep, y / np.maximum(gain * x + floor, 1e-12), 0.0)
+        worst = int(np.argmax(excess))
+        if excess[worst] < 1.15:
+            break
+        keep[worst] = False
+        gain, floor = _fit_line(x[keep], y[keep], w[keep])
+    return gain, floor
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares y = gain * x + floor with gain, floor >= 0."""
+    if x.size == 0:
+        return 0.0, 0.0
+    if x.size == 1:
+        return 0.0, max(float(y[0]), 0.0)
+    a = np.stack([x, np.ones_like(x)], axis=1) * w[:, None]
+    gain, floor = np.linalg.lstsq(a, y * w, rcond=None)[0]
+    if gain < 0:
+        return 0.0, max(float(np.average(y, weights=w)), 0.0)
+    if floor < 0:
+        return max(float((x * y * w * w).sum() / (x * x * w * w).sum()), 0.0), 0.0
+    return float(gain), float(floor)
+
+
+def fit_noise_model(images: Sequence[np.ndarray], source: str = "") -> NoiseModel:
+    """A NoiseModel from noisy images (H x W x 3 in [0, 1]); images without enough flat blocks are
+    skipped. ValueError when none could be fitted."""
+    fits = [f for f in (fit_image_noise(img) for img in images) if f is not None]
+    if not fits:
+        raise ValueError("no image has enough flat areas to measure its noise")
+    return NoiseModel(fitted=tuple(fits), source=source)
+
+
+def estimate_sigma(img: np.ndarray) -> float:
+    """One noise std (0-1 scale) for a classical denoiser: the fitted model's std at the image's
+    mean intensity, averaged over channels; 0.0 when the image has no flat areas."""
+    fit = fit_image_noise(img)
+    if fit is None:
+        return 0.0
+    return float(np.mean(fit.std_at(float(img.mean()))))
