@@ -25,6 +25,9 @@ import torch
 
 from invrep_cli.errors import DataError, UsageError
 
+#: decoded training images kept in memory per data-loading process (float32 values: 4 bytes each)
+CACHE_PIXELS = 300_000_000
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 
 WarnFn = Callable[[str], None]
@@ -210,6 +213,8 @@ class UnpairedCrops(torch.utils.data.Dataset):
         self.seed = seed
         self.noise = noise
         self.flip = flip
+        self._cache: dict[Path, np.ndarray] = {}
+        self._cached_pixels = 0
 
     def __len__(self) -> int:
         # sample indices are unbounded; the step sampler decides which ones are asked for
@@ -221,8 +226,19 @@ class UnpairedCrops(torch.utils.data.Dataset):
         perm = np.random.default_rng([self.seed, domain, epoch]).permutation(n)
         return entries[int(perm[pos])]
 
+    def _image(self, entry: ImageEntry) -> np.ndarray:
+        """Decoded once per worker process and kept: decoding a JPEG per crop cost more than a
+        small restorer's training step. Capped at ``CACHE_PIXELS`` per process."""
+        img = self._cache.get(entry.path)
+        if img is None:
+            img = read_image(entry.path)
+            if self._cached_pixels + img.size <= CACHE_PIXELS:
+                self._cache[entry.path] = img
+                self._cached_pixels += img.size
+        return img
+
     def _crop(self, entry: ImageEntry, rng: np.random.Generator) -> np.ndarray:
-        img = read_image(entry.path)
+        img = self._image(entry)
         h, w = img.shape[:2]
         c = self.crop_size
         top = int(rng.integers(0, h - c + 1))

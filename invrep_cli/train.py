@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import random
 import shutil
@@ -45,9 +46,9 @@ from torch import nn
 from invrep_cli import __version__
 from invrep_cli.checkpoint import TRAIN_CHECKPOINT_FORMAT, read_train_checkpoint, save_restorer
 from invrep_cli.config import LossWeights, ModelConfig, TrainConfig
-from invrep_cli.data import StepBatches, TrainData, ValPair, min_crop_for, prepare_data
+from invrep_cli.data import StepBatches, TrainData, ValPair, min_crop_for, parse_noise, prepare_data, read_image
 from invrep_cli.devices import describe_device, resolve_device
-from invrep_cli.errors import UsageError
+from invrep_cli.errors import DataError, UsageError
 from invrep_cli.fsutil import atomic_path
 from invrep_cli.losses import (
     background_consistency,
@@ -57,13 +58,15 @@ from invrep_cli.losses import (
     semantic_consistency,
     weighted_total,
 )
-from invrep_cli.models import LIRNetworks, Restorer, build_models
+from invrep_cli.models import LIRNetworks, Restorer, build_models, decode_clean
+from invrep_cli.noise import FITTED_LEVEL_RANGE, NoiseModel, fit_noise_model
 
 Callback = Callable[[dict[str, Any]], None]
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 RESTORER_FILE = "restorer.safetensors"
+STAGE1_RESTORER_FILE = "restorer-stage1.safetensors"
 LOG_FILE = "log.jsonl"
 SAMPLES_DIR = "samples"
 
@@ -155,6 +158,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+def with_latent_noise(code: torch.Tensor) -> torch.Tensor:
+    """LIR's regulariser: unit Gaussian noise on a latent before it is decoded (training only)."""
+    return code + torch.randn_like(code)
 
 
 def to_image_uint8(x: torch.Tensor) -> np.ndarray:
@@ -284,8 +292,12 @@ class Trainer:
         ):
             if value < low:
                 raise UsageError(f"{name} must be >= {low}, got {value}")
-        if cfg.lr <= 0 or cfg.repr_lr <= 0:
+        if cfg.lr <= 0 or cfg.repr_lr <= 0 or cfg.warmup_lr <= 0:
             raise UsageError("learning rates must be positive")
+        if cfg.warmup_steps < 0:
+            raise UsageError(f"--warmup-steps must be >= 0, got {cfg.warmup_steps}")
+        if cfg.noise_fit_images < 1:
+            raise UsageError(f"--noise-fit-images must be >= 1, got {cfg.noise_fit_images}")
         if not 0.0 <= cfg.ema_decay < 1.0:
             raise UsageError(f"--ema must be in [0, 1), got {cfg.ema_decay}")
         for f in dataclasses.fields(LossWeights):
@@ -301,6 +313,38 @@ class Trainer:
         if not last.is_file():
             raise UsageError(f"--resume: no checkpoint to resume in {self.out} (expected {last})")
         return read_train_checkpoint(last)
+
+    def _setup_noise_model(self, ckpt: dict[str, Any] | None, data: TrainData) -> NoiseModel | None:
+        """Stage 1's noise model: from the checkpoint on resume, else the --synthetic spec, else fitted
+        to (at most ``noise_fit_images`` evenly spaced) images of the --noisy folder."""
+        cfg = self.cfg
+        if cfg.warmup_steps == 0:
+            return None
+        if ckpt is not None and ckpt.get("noise_model"):
+            return NoiseModel.from_dict(ckpt["noise_model"])
+        if cfg.synthetic is not None:
+            model = NoiseModel(spec=parse_noise(cfg.synthetic), source="--synthetic")
+        else:
+            entries = data.dataset.noisy
+            picks = np.unique(np.linspace(0, len(entries) - 1, min(cfg.noise_fit_images, len(entries))).astype(int))
+            images = []
+            for i in picks:
+                try:
+                    images.append(read_image(entries[int(i)].path))
+                except Exception as exc:  # scan_images read them once; a file may change since
+                    self.warn(f"noise model: skipping {entries[int(i)].path}: {exc}")
+            try:
+                fitted = fit_noise_model(images, source=f"{len(images)} images of {cfg.noisy_dir}")
+                model = dataclasses.replace(fitted, level_range=FITTED_LEVEL_RANGE)
+            except ValueError as exc:
+                raise DataError(
+                    f"--noisy {cfg.noisy_dir}: cannot fit a noise model for the warm start: {exc} "
+                    "(give larger noisy images, or --warmup-steps 0 for LIR without a warm start)"
+                ) from None
+        record = {"event": "noise_model", "summary": model.describe(), "model": model.to_dict()}
+        self.log(record)
+        self.emit({"event": "noise_model", "summary": model.describe()})
+        return model
 
     def _setup_vgg(self) -> tuple[nn.Module | None, str]:
         if self.cfg.losses.semantic == 0:
@@ -351,15 +395,24 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.nets.generator_parameters(), lr=cfg.lr, **adam)
         self.opt_d = torch.optim.Adam(self.nets.image_discriminator_parameters(), lr=cfg.lr, **adam)
         self.opt_r = torch.optim.Adam(self.nets.representation_discriminator.parameters(), lr=cfg.repr_lr, **adam)
+        restorer_params = [*self.nets.noisy_encoder.parameters(), *self.nets.clean_decoder.parameters()]
+        self.opt_warmup = torch.optim.Adam(restorer_params, lr=cfg.warmup_lr, **fused)
         self.optimizers = {
             "generators": self.opt_g,
             "image_discriminators": self.opt_d,
             "representation_discriminator": self.opt_r,
+            "warmup": self.opt_warmup,
         }
-        self.schedulers = {
+        self.lir_schedulers = {
             name: torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
             for name, opt in self.optimizers.items()
+            if name != "warmup"
         }
+        total = max(1, cfg.warmup_steps)
+        self.warmup_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.opt_warmup, lambda t: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total))
+        )
+        self.schedulers = {**self.lir_schedulers, "warmup": self.warmup_scheduler}
         scaler_on = self.amp_dtype == torch.float16
         self.scalers = {name: torch.amp.GradScaler(device.type, enabled=scaler_on) for name in self.optimizers}
         self.step = 0
@@ -367,9 +420,11 @@ class Trainer:
             for name, module in self.nets.items():
                 module.load_state_dict(ckpt["networks"][name])
             for name, opt in self.optimizers.items():
-                opt.load_state_dict(ckpt["optimizers"][name])
+                if name in ckpt["optimizers"]:  # checkpoints from before the warm start have no "warmup"
+                    opt.load_state_dict(ckpt["optimizers"][name])
             for name, sched in self.schedulers.items():
-                sched.load_state_dict(ckpt["schedulers"][name])
+                if name in ckpt["schedulers"]:
+                    sched.load_state_dict(ckpt["schedulers"][name])
             for name, scaler in self.scalers.items():
                 state = ckpt.get("scalers", {}).get(name)
                 if state and scaler_on:
@@ -419,10 +474,10 @@ class Trainer:
         if self.ema is None:
             return
         decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        for e, v in self._ema_float:
-            e.lerp_(v, 1.0 - decay)
-        for e, v in self._ema_other:
-            e.copy_(v)
+        # one fused kernel per list instead of one per tensor: on a GPU the per-tensor launches cost
+        # more than a small restorer's training step
+        torch._foreach_lerp_([e for e, _ in self._ema_float], [v.detach() for _, v in self._ema_float], 1.0 - decay)
+        torch._foreach_copy_([e for e, _ in self._ema_other], [v for _, v in self._ema_other])
 
     @property
     def shipped_ema_decay(self) -> float:
@@ -469,31 +524,49 @@ class Trainer:
         scaler.step(opt)
         scaler.update()
 
-    def encode_for_discriminators(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """E_X(x), E_Y(y), E_X^N(x) without a graph: the discriminator steps must not reach the encoders."""
-        nets = self.nets
-        with torch.no_grad(), self.autocast():
-            return {"z_x": nets.noisy_encoder(x), "z_y": nets.clean_encoder(y), "n_x": nets.noise_encoder(x)}
+    def _encode(self, name: str, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(content code, skip features) of a content encoder; no features for the authors' shape."""
+        encoder = self.train_modules[name]
+        if self.model_config.skips:
+            return encoder(image, with_skips=True)
+        return encoder(image), []
 
-    def representation_step(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _decode_clean(self, code: torch.Tensor, features: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        """G_Y of a (latent-noised) content code, fed the skip features and image of the same encoding."""
+        decoder = self.train_modules["clean_decoder"]
+        if self.model_config.skips or self.model_config.residual:
+            return decoder(code, features, image)
+        return decoder(code)
+
+    def encode_for_discriminators(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        """E_X(x), E_Y(y), E_X^N(x) without a graph: the discriminator steps must not reach the encoders."""
+        with torch.no_grad(), self.autocast():
+            code_x, features_x = self._encode("noisy_encoder", x)
+            return {
+                "code_x": code_x,
+                "features_x": features_x,
+                "code_y": self.nets.clean_encoder(y),
+                "noise_code_x": self.nets.noise_encoder(x),
+            }
+
+    def representation_step(self, codes: dict[str, Any]) -> torch.Tensor:
         """One D_R step: target 0 for noisy-image codes, 1 for clean-image codes (LSGAN), grad-norm clipped."""
-        batch = codes["z_x"].shape[0]
-        both = torch.cat([codes["z_x"], codes["z_y"]]).detach()
+        batch = codes["code_x"].shape[0]
+        both = torch.cat([codes["code_x"], codes["code_y"]]).detach()
         with self.autocast():
             score = self.train_modules["representation_discriminator"](both)
             loss = lsgan(score[:batch], 0.0) + lsgan(score[batch:], 1.0)
         self._backward_step("representation_discriminator", loss, clip=self.cfg.repr_grad_clip)
         return loss.detach()
 
-    def image_discriminator_step(
-        self, x: torch.Tensor, y: torch.Tensor, codes: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
+    def image_discriminator_step(self, x: torch.Tensor, y: torch.Tensor, codes: dict[str, Any]) -> dict[str, torch.Tensor]:
         """One D_X/D_Y step: real images target 1, detached fakes target 0, summed over scales."""
         nets, tm = self.nets, self.train_modules
-        z_x, z_y, n_x = codes["z_x"], codes["z_y"], codes["n_x"]
         with torch.no_grad(), self.autocast():
-            fake_clean = nets.clean_decoder(z_x + torch.randn_like(z_x))
-            fake_noisy = nets.noisy_decoder(torch.cat([z_y + torch.randn_like(z_y), n_x + torch.randn_like(n_x)], 1))
+            fake_clean = self._decode_clean(with_latent_noise(codes["code_x"]), codes["features_x"], x)
+            fake_noisy = nets.noisy_decoder(
+                torch.cat([with_latent_noise(codes["code_y"]), with_latent_noise(codes["noise_code_x"])], 1)
+            )
         batch = x.shape[0]
         with self.autocast():
             # real and fake in one batch: one DDP forward per discriminator (they have no BatchNorm)
@@ -514,7 +587,7 @@ class Trainer:
             d.requires_grad_(False)
         try:
             terms, images = self.generator_losses(x, y)
-            total = weighted_total(terms, self.weights)
+            total = weighted_total(terms, self.loss_weights)
             self._backward_step("generators", total)
         finally:
             for d in discs:
@@ -523,44 +596,70 @@ class Trainer:
         out["g_total"] = total.detach()
         return out, images
 
+    @property
+    def in_warmup(self) -> bool:
+        """Whether the next step belongs to stage 1 (the warm start)."""
+        return self.step < self.cfg.warmup_steps
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """One LIR iteration on noisy ``x`` and clean ``y`` (both in [-1, 1]): ``repr_steps`` D_R
+        """One step on noisy ``x`` and clean ``y`` (both in [-1, 1]). Stage 1: one step of E_X and
+        G_Y on ``y`` with noise from the noise model. Stage 2, one LIR iteration: ``repr_steps`` D_R
         steps, one D_X/D_Y step, one generator step. Returns (loss terms, images for samples)."""
-        codes = self.encode_for_discriminators(x, y)
-        terms: dict[str, torch.Tensor] = {}
-        for _ in range(self.cfg.repr_steps):
-            terms["d_repr"] = self.representation_step(codes)
-        terms.update(self.image_discriminator_step(x, y, codes))
-        g_terms, images = self.generator_step(x, y)
+        if self.in_warmup:
+            terms, images = self.warmup_losses(y)
+            self._backward_step("warmup", terms["warmup_l1"])
+            self.warmup_scheduler.step()
+            terms = {k: v.detach() for k, v in terms.items()}
+        else:
+            codes = self.encode_for_discriminators(x, y)
+            terms = {}
+            for _ in range(self.cfg.repr_steps):
+                terms["d_repr"] = self.representation_step(codes)
+            terms.update(self.image_discriminator_step(x, y, codes))
+            g_terms, images = self.generator_step(x, y)
+            terms.update(g_terms)
+            for sched in self.lir_schedulers.values():
+                sched.step()
         self.update_ema()
-        terms.update(g_terms)
-        for sched in self.schedulers.values():
-            sched.step()
         return terms, images
+
+    def warmup_losses(self, clean: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Stage 1: L1 between G_Y(E_X(n(y))) and y, with n the noise model of the noisy domain:
+        LIR's cross-cycle path G_Y(E_X(x_ba)) ~ y with the model standing in for G_X. No latent noise:
+        this path is the restorer exactly as it runs at inference."""
+        synthetic = self.noise_model.sample((clean.float() + 1.0) * 0.5) * 2.0 - 1.0
+        with self.autocast():
+            restored = decode_clean(
+                self.model_config, self.train_modules["noisy_encoder"], self.train_modules["clean_decoder"], synthetic
+            )
+            loss = l1(restored.float(), clean.float())
+        images = {"x": synthetic.detach(), "x_ab": restored.detach(), "y": clean.detach(), "x_ba": synthetic.detach()}
+        return {"warmup_l1": loss}, images
 
     def generator_losses(
         self, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         nets, tm = self.nets, self.train_modules
-        enc_x, enc_y, enc_n = tm["noisy_encoder"], tm["clean_encoder"], tm["noise_encoder"]
-        dec_x, dec_y = tm["noisy_decoder"], tm["clean_decoder"]
-
-        def noisy(z: torch.Tensor) -> torch.Tensor:  # every latent gets unit Gaussian noise before decoding
-            return z + torch.randn_like(z)
+        noise_encoder, noisy_decoder = tm["noise_encoder"], tm["noisy_decoder"]
 
         with self.autocast():
-            z_x, n_x, z_y = enc_x(x), enc_n(x), enc_y(y)
-            zx, nx, zy = noisy(z_x), noisy(n_x), noisy(z_y)
-            x_ab = dec_y(zx)  # restored
-            x_ba = dec_x(torch.cat([zy, nx], 1))  # synthetic noisy
-            x_rec = dec_x(torch.cat([zx, nx], 1))
-            y_rec = dec_y(zy)
-            z_ab, n_ba, z_ba = enc_y(x_ab), enc_n(x_ba), enc_x(x_ba)
-            x_cyc = dec_x(torch.cat([noisy(z_ab), noisy(n_ba)], 1))
-            y_cyc = dec_y(noisy(z_ba))
+            code_x, features_x = self._encode("noisy_encoder", x)
+            code_y, features_y = self._encode("clean_encoder", y)
+            noise_code_x = noise_encoder(x)
+            # LIR adds unit Gaussian noise to every latent before it is decoded
+            code_x_in, code_y_in, noise_code_x_in = map(with_latent_noise, (code_x, code_y, noise_code_x))
+            x_ab = self._decode_clean(code_x_in, features_x, x)  # restored
+            x_ba = noisy_decoder(torch.cat([code_y_in, noise_code_x_in], 1))  # synthetic noisy
+            x_rec = noisy_decoder(torch.cat([code_x_in, noise_code_x_in], 1))
+            y_rec = self._decode_clean(code_y_in, features_y, y)
+            code_ab, _ = self._encode("clean_encoder", x_ab)
+            code_ba, features_ba = self._encode("noisy_encoder", x_ba)
+            noise_code_ba = noise_encoder(x_ba)
+            x_cyc = noisy_decoder(torch.cat([with_latent_noise(code_ab), with_latent_noise(noise_code_ba)], 1))
+            y_cyc = self._decode_clean(with_latent_noise(code_ba), features_ba, x_ba)
 
             batch = x.shape[0]
-            repr_score = nets.representation_discriminator(torch.cat([z_x, z_y]))
+            repr_score = nets.representation_discriminator(torch.cat([code_x, code_y]))
             terms = {
                 "adv_noisy": lsgan(nets.noisy_discriminator(x_ba), 1.0),
                 "adv_clean": lsgan(nets.clean_discriminator(x_ab), 1.0),
@@ -569,7 +668,9 @@ class Trainer:
                 "rec_clean": l1(y_rec, y),
                 "cycle_noisy": l1(x_cyc, x),
                 "cycle_clean": l1(y_cyc, y),
-                "latent": sum(latent_penalty(z) for z in (z_x, n_x, z_y, z_ab, n_ba, z_ba)),
+                "latent": sum(
+                    latent_penalty(z) for z in (code_x, noise_code_x, code_y, code_ab, noise_code_ba, code_ba)
+                ),
                 "background": background_consistency(x_ab, x) + background_consistency(x_ba, y),
             }
             if self.vgg is not None:
@@ -601,6 +702,8 @@ class Trainer:
             "rng": rng_state(),
             "semantic_enabled": self.vgg is not None,
             "semantic_note": self.semantic_note,
+            "warmup_steps": self.cfg.warmup_steps,
+            "noise_model": self.noise_model.to_dict() if self.noise_model else None,
         }
 
     def save_checkpoint(self) -> Path:
@@ -622,6 +725,9 @@ class Trainer:
                 "step": self.step,
                 "semantic_enabled": self.vgg is not None,
                 "ema_decay": self.shipped_ema_decay,
+                "stage": 1 if self.step <= self.cfg.warmup_steps else 2,
+                "warmup_steps": self.cfg.warmup_steps,
+                "noise_model": self.noise_model.describe() if self.noise_model else "none (no warm start)",
             },
         )
         self.last_checkpoint_step = self.step
@@ -702,6 +808,13 @@ class Trainer:
             self.warn(
                 f"--resume: using the checkpoint's model config {self.model_config.name!r}, not the options given"
             )
+        if ckpt:
+            # the stage boundary belongs to the run: a checkpoint from before the warm start existed
+            # was LIR from step 0
+            run_warmup = int(ckpt.get("warmup_steps", 0))
+            if run_warmup != cfg.warmup_steps:
+                self.warn(f"--resume: keeping the run's --warmup-steps {run_warmup} (not {cfg.warmup_steps})")
+                self.cfg = cfg = dataclasses.replace(cfg, warmup_steps=run_warmup)
         check_crop(self.model_config, cfg.crop_size)
         data: TrainData = prepare_data(
             clean_dir=cfg.clean_dir,
@@ -719,8 +832,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         seed_everything(cfg.seed + self.dist.rank)
+        self.noise_model = self._setup_noise_model(ckpt, data)
         self.vgg, self.semantic_note = self._setup_vgg()
-        self.weights = cfg.losses if self.vgg is not None else dataclasses.replace(cfg.losses, semantic=0.0)
+        self.loss_weights = cfg.losses if self.vgg is not None else dataclasses.replace(cfg.losses, semantic=0.0)
         self._build(ckpt)
         self.last_checkpoint_step = self.step
         start = {
@@ -735,7 +849,9 @@ class Trainer:
             "validation_images": len(data.validation),
             "semantic_enabled": self.vgg is not None,
             "semantic_note": self.semantic_note,
-            "loss_weights": dataclasses.asdict(self.weights),
+            "loss_weights": dataclasses.asdict(self.loss_weights),
+            "warmup_steps": cfg.warmup_steps,
+            "noise_model": self.noise_model.describe() if self.noise_model else None,
         }
         self.log(start)
         self.emit(start)
@@ -770,6 +886,7 @@ class Trainer:
                     if stop.requested:  # Ctrl-C also reached the loader's workers
                         break
                     raise
+                stage = 1 if self.in_warmup else 2
                 terms, images = self.train_step(self._prepare(x), self._prepare(y))
                 self.step += 1
                 if self.device.type == "cuda":
@@ -783,7 +900,8 @@ class Trainer:
                     record = {
                         "event": "step",
                         "step": self.step,
-                        "lr": self.opt_g.param_groups[0]["lr"],
+                        "stage": stage,
+                        "lr": (self.opt_warmup if stage == 1 else self.opt_g).param_groups[0]["lr"],
                         "lr_repr": self.opt_r.param_groups[0]["lr"],
                         "step_time": round(step_time, 5),
                         **losses,
@@ -797,8 +915,13 @@ class Trainer:
                         self.save_samples(images)
                     if data.validation and self.step % cfg.val_every == 0:
                         result.validation = self.validate(data.validation)
-                    if self.step % cfg.checkpoint_every == 0:
+                    if self.step % cfg.checkpoint_every == 0 or self.step == cfg.warmup_steps:
                         self.save_checkpoint()
+                    if self.step == cfg.warmup_steps:
+                        # what stage 1 alone gives, kept beside what stage 2 makes of it
+                        with atomic_path(self.out / STAGE1_RESTORER_FILE) as tmp:
+                            shutil.copyfile(self.out / RESTORER_FILE, tmp)
+                        self.log({"event": "stage", "stage": 2, "step": self.step})
                 if self._stop_requested(stop):
                     result.interrupted = True
                     break

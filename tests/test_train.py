@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -23,7 +24,8 @@ from tests.test_vgg import fake_vgg_state
 runner = CliRunner()
 
 # width 4, one residual block, 2 discriminator scales of 4 layers: crops of 32 are the minimum
-TINY = ["--config", "lir-lite", "--width", "4", "--res-blocks", "1", "--disc-scales", "2"]
+# LIR from step 0 (--warmup-steps 0) unless a test asks for the warm start
+TINY = ["--config", "lir-lite", "--width", "4", "--res-blocks", "1", "--disc-scales", "2", "--warmup-steps", "0"]
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +97,7 @@ def test_three_steps_write_checkpoint(tmp_path: Path, clean_dir: Path) -> None:
     assert ckpt["format"] == "invrep-train-checkpoint/1"
     assert ckpt["step"] == 3
     assert len(ckpt["networks"]) == 8
-    assert set(ckpt["optimizers"]) == {"generators", "image_discriminators", "representation_discriminator"}
+    assert set(ckpt["optimizers"]) == {"generators", "image_discriminators", "representation_discriminator", "warmup"}
     assert ckpt["model_config"]["width"] == 4
     assert ckpt["semantic_enabled"] is False and "no VGG19 weights" in ckpt["semantic_note"]
     assert isinstance(ckpt["rng"]["numpy"][1], list)
@@ -360,3 +362,92 @@ def test_update_ema_follows_the_rule(tmp_path: Path, clean_dir: Path, tiny_confi
     trainer.update_ema()
     after = trainer.ema.state_dict()[key]
     assert torch.allclose(after, 0.1 * (0.9 * before + 0.1 * target) + 0.9 * target, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 1, the warm start
+
+
+def _stage_args(warmup: int) -> list[str]:
+    return ["--config", "lir-lite-unet", "--warmup-steps", str(warmup), "--warmup-lr", "3e-3"]
+
+
+def test_warm_start_lowers_its_loss(tmp_path: Path, clean_dir: Path) -> None:
+    out = tmp_path / "run"
+    result = run_train(out, clean_dir, "--steps", "40", *_stage_args(40), "--log-every", "1")
+    assert result.exit_code == 0, result.output
+    records = step_records(out)
+    assert all(r["stage"] == 1 and "warmup_l1" in r and "g_total" not in r for r in records.values())
+    first = np.mean([records[s]["warmup_l1"] for s in range(1, 6)])
+    last = np.mean([records[s]["warmup_l1"] for s in range(36, 41)])
+    assert last < 0.8 * first, (first, last)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["warmup_steps"] == 40 and ckpt["noise_model"]["spec"] == "gaussian:25"
+    from safetensors import safe_open
+
+    with safe_open(str(out / "restorer-stage1.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["stage"] == "1" and "gaussian:25" in meta["noise_model"]
+
+
+def test_resume_across_the_stage_boundary_is_exact(tmp_path: Path, clean_dir: Path) -> None:
+    full, part, part3 = tmp_path / "full", tmp_path / "part", tmp_path / "part3"
+    opts = ["--log-every", "1", *_stage_args(2)]
+    assert run_train(full, clean_dir, "--steps", "4", *opts).exit_code == 0
+    for run, stop in ((part, "2"), (part3, "3")):
+        assert run_train(run, clean_dir, "--steps", stop, *opts).exit_code == 0
+        resumed = run_train(run, clean_dir, "--steps", "4", *opts, "--resume")
+        assert resumed.exit_code == 0, resumed.output
+    full_records = step_records(full)
+    assert [full_records[s]["stage"] for s in (1, 2, 3, 4)] == [1, 1, 2, 2]
+    for run in (part, part3):
+        records = step_records(run)
+        for step in (3, 4):
+            a, b = full_records[step], records[step]
+            for key in (k for k in a if k not in ("time", "step_time", "event")):
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), (run.name, step, key)
+        wa = torch.load(full / "last.pt", weights_only=True)
+        wb = torch.load(run / "last.pt", weights_only=True)
+        for name in ("noisy_encoder", "clean_decoder", "noisy_decoder"):
+            assert all(torch.allclose(wa["networks"][name][k].float(), wb["networks"][name][k].float(), atol=1e-6)
+                       for k in wa["networks"][name])  # fmt: skip
+        assert all(torch.allclose(wa["ema"][k].float(), wb["ema"][k].float(), atol=1e-6) for k in wa["ema"])
+
+
+def _noisy_photos(folder: Path, count: int, sigma: float) -> None:
+    """Smooth ramps with Gaussian noise: flat enough for the noise estimator."""
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    folder.mkdir(parents=True)
+    yy, xx = np.mgrid[0:192, 0:192] / 192
+    for i in range(count):
+        img = np.stack([0.1 + 0.8 * (0.7 * xx + 0.3 * yy) * (0.6 + 0.2 * c) for c in range(3)], -1)
+        img = img + rng.standard_normal(img.shape) * sigma
+        Image.fromarray(np.clip(np.round(img * 255), 0, 255).astype(np.uint8)).save(folder / f"n{i}.png")
+
+
+def test_noise_model_fitted_to_the_noisy_folder(tmp_path: Path, clean_dir: Path) -> None:
+    _noisy_photos(tmp_path / "noisy", 3, sigma=0.04)
+    out = tmp_path / "run"
+    args = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), "--out", str(out), *TINY,
+            *_stage_args(2), "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--steps", "3",
+            "--w-semantic", "0", "--log-every", "1", "--quiet"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    fitted = torch.load(out / "last.pt", weights_only=True)["noise_model"]["fitted"]
+    assert len(fitted) == 3
+    for fit in fitted:
+        std = np.sqrt(np.array(fit["gain"]) * 0.5 + np.array(fit["floor"]))  # the fit itself, before the level range
+        assert np.allclose(std, 0.04, rtol=0.15), std
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any(r["event"] == "noise_model" and "fitted per image on 3 images" in r["summary"] for r in records)
+
+
+def test_noisy_folder_without_flat_areas_is_a_clear_error(tmp_path: Path, clean_dir: Path) -> None:
+    write_images(tmp_path / "noisy", 2, size=(36, 44), seed=7)
+    args = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), "--out", str(tmp_path / "run"),
+            *TINY, *_stage_args(2), "--crop-size", "32", "--steps", "3", "--w-semantic", "0", "--quiet"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "cannot fit a noise model" in result.output and "--warmup-steps 0" in result.output

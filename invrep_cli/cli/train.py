@@ -60,7 +60,13 @@ def train_command(
         int, _opt("--workers", help="DataLoader worker processes (0: load in the main process).", panel=_DATA)
     ] = _TC["workers"],
     config: Annotated[
-        str, _opt("--config", help="Model preset: lir (paper) or lir-lite (half width).", panel=_MODEL)
+        str,
+        _opt(
+            "--config",
+            help="Model preset: lir (paper), lir-lite (half width), lir-lite-unet (lir-lite with "
+            "skips at full and half resolution and a residual output: the shipped models), lir-lite-skip.",
+            panel=_MODEL,
+        ),
     ] = "lir",
     width: Annotated[
         int | None, _opt("--width", help="Override the first conv width (generators and discriminators).", panel=_MODEL)
@@ -75,7 +81,18 @@ def train_command(
         str | None,
         _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL),
     ] = None,
-    steps: Annotated[int, _opt("--steps", help="Training iterations.")] = _TC["steps"],
+    steps: Annotated[int, _opt("--steps", help="Training iterations, both stages together.")] = _TC["steps"],
+    warmup_steps: Annotated[
+        int,
+        _opt(
+            "--warmup-steps",
+            help="Stage 1 (no pairs): the first N steps train E_X and G_Y on clean crops with noise from a noise "
+            "model of the noisy domain (the --synthetic spec, or fitted to --noisy); LIR follows. 0: LIR from scratch.",
+        ),
+    ] = _TC["warmup_steps"],
+    warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
+        "warmup_lr"
+    ],
     batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = _TC[
         "batch_size"
     ],
@@ -178,6 +195,8 @@ def train_command(
                 semantic=w_semantic,
             ),
             steps=steps,
+            warmup_steps=warmup_steps,
+            warmup_lr=warmup_lr,
             batch_size=batch_size,
             crop_size=crop_size,
             lr=lr,
@@ -225,6 +244,7 @@ def _usage(message: str) -> Exception:
 
 #: (log key, short label) of the losses shown under the progress bar
 _MAIN_LOSSES = (
+    ("warmup_l1", "L1"),
     ("g_total", "G"),
     ("rec_noisy", "recX"),
     ("rec_clean", "recY"),
@@ -326,7 +346,8 @@ class _Progress:
             semantic = "on" if event["semantic_enabled"] else "[yellow]OFF[/yellow]"
             self.bar.console.print(
                 f"{what} {event['model_config']['name']} on {event['device']}, amp {event['amp']}, "
-                f"{event['world_size']} process(es); {event['data']}; semantic loss {semantic}",
+                f"{event['world_size']} process(es); {event['data']}; semantic loss {semantic}; "
+                f"warm start: {event['warmup_steps']} steps",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -342,6 +363,8 @@ class _Progress:
             self.bar.update(self.task, completed=event["step"], rate=f"{rate:.2f} step/s")
             if not self.bar.console.is_terminal:
                 self._plain_status(event, rate)
+        elif kind == "noise_model":
+            self.bar.console.print(f"stage 1 noise model: {event['summary']}", highlight=False, soft_wrap=True)
         elif kind == "val":
             self.bar.console.print(f"step {event['step']}: val PSNR {event['psnr']:.2f} dB, SSIM {event['ssim']:.4f}")
         elif kind == "checkpoint":
