@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from invrep_cli.bench import add_noise, image_metrics, noise_seed, to_uint8
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.data import list_images, read_image, split_halves
+from invrep_cli.synthetic import add_noise, image_metrics, noise_seed, to_uint8
 
 
 def centre_crop(img: np.ndarray, size: int) -> np.ndarray:

@@ -21,7 +21,10 @@ What is measured:
   caches left by earlier rows neither hide nor inflate its peak; the untimed warm-up is inside the
   measured span, so its peak counts.
 
-Nothing here imports Typer or Rich; the CLI renders ``BenchResult``.
+The parts live by role: ``synthetic`` (clean images, noise, PSNR/SSIM, shared with demo),
+``baselines`` (NLM, BM3D), ``memory`` (CPU peak RSS); network rows restore through
+``restore.plan_restore`` exactly as ``invrep restore`` does. Nothing here imports Typer or Rich; the
+CLI renders ``BenchResult``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -39,30 +41,14 @@ from typing import Any
 
 import numpy as np
 
+from invrep_cli.baselines import BASELINES, bm3d_denoise, nlm_denoise, nlm_h
 from invrep_cli.config import ModelConfig
-from invrep_cli.errors import DataError, InvrepError, UsageError, WeightsError
+from invrep_cli.errors import InvrepError, UsageError, WeightsError
+from invrep_cli.memory import CpuPeak
+from invrep_cli.synthetic import add_noise, image_metrics, load_clean_images, noise_seed, to_uint8
 
-BASELINES = ("noisy", "nlm", "bm3d")
 BACKENDS = ("torch", "onnx")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-# shipped inside scikit-image, so a bench without CLEAN_DIR runs offline anywhere
-SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "camera")
-# SSIM's 7x7 window needs at least 7 pixels a side
-MIN_SIDE = 7
-
-# OpenCV NLM filter strength h per sigma (colour: h = hColor; gray: h), chosen by the PSNR sweep
-# in tune_nlm_h on two scikit-image photos that are NOT bench images (rocket, motorcycle_left;
-# gray = their luma), templateWindowSize 7, searchWindowSize 21. Found with:
-#   python -c "from invrep_cli.bench import tune_nlm_h; print(tune_nlm_h())"
-# Other sigmas interpolate h/sigma linearly between these points (constant ratio beyond them).
-# (207 s on 2 cores). The colour optimum is h ~ 0.7 sigma at 15-25 falling to 0.5 sigma at 75; the
-# gray one is higher (~0.9 sigma at 25): OpenCV's colour NLM compares patches over three Lab channels.
-NLM_H_COLOR: dict[float, float] = {5: 3.2, 10: 6.8, 15: 10.5, 25: 17.5, 35: 23.6, 50: 28.7, 75: 37.5}
-NLM_H_GRAY: dict[float, float] = {5: 5.5, 10: 10.2, 15: 14.6, 25: 22.5, 35: 28.9, 50: 38.8, 75: 52.5}
-NLM_TEMPLATE = 7
-NLM_SEARCH = 21
-
 
 @dataclass
 class BenchConfig:
@@ -154,179 +140,6 @@ class BenchResult:
         }
 
 
-# --------------------------------------------------------------------------- noise, images, metrics
-
-
-def add_noise(clean: np.ndarray, sigma: float, seed: int | Sequence[int]) -> np.ndarray:
-    """uint8 clean image -> uint8 noisy image: clip(round(clean + N(0, sigma)), 0, 255).
-
-    The same (clean, sigma, seed) always gives the same noisy image; quantising to 8 bit makes it
-    what a real noisy file would hold (the clipping matters at sigma 50 near black and white).
-    """
-    if clean.dtype != np.uint8:
-        raise ValueError(f"clean image must be uint8, got {clean.dtype}")
-    rng = np.random.default_rng(seed)
-    noisy = clean.astype(np.float64) + rng.normal(0.0, float(sigma), clean.shape)
-    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-
-
-def noise_seed(seed: int, image_index: int, sigma: float) -> list[int]:
-    """Seed for one image at one sigma: independent across images and sigmas, fixed by ``seed``."""
-    return [int(seed), int(image_index), int(round(float(sigma) * 1000))]
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """[0, 1] float image -> uint8, rounded and clipped as writing an 8-bit file would."""
-    return np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-def image_metrics(clean: np.ndarray, test: np.ndarray) -> tuple[float, float]:
-    """(PSNR, SSIM) of two uint8 images (H x W or H x W x 3) with scikit-image, data range 255."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    if clean.shape != test.shape:
-        raise ValueError(f"shape mismatch: clean {clean.shape} vs test {test.shape}")
-    psnr = float(peak_signal_noise_ratio(clean, test, data_range=255))
-    channel_axis = -1 if clean.ndim == 3 else None
-    ssim = float(structural_similarity(clean, test, data_range=255, channel_axis=channel_axis))
-    return psnr, ssim
-
-
-def _as_uint8_array(image: Any, gray: bool) -> np.ndarray:
-    """PIL image -> uint8 H x W (gray) or H x W x 3 (colour); orientation applied, alpha dropped,
-    16-bit scaled to 8 (the bench scores 8-bit files)."""
-    from PIL import ImageOps
-
-    image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I"):
-        arr = np.asarray(image).astype(np.float64)
-        if arr.max() > 255:
-            arr = arr / 257.0
-        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-        return arr[..., 0] if arr.ndim == 3 else arr
-    if gray or image.mode in ("L", "LA", "1"):
-        return np.asarray(image.convert("L"))
-    return np.asarray(image.convert("RGB"))
-
-
-def load_clean_images(
-    clean_dir: str | os.PathLike[str] | None, limit: int | None = None, gray: bool = False
-) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
-    """[(name, uint8 image)] from a folder (sorted, recursive) or scikit-image's sample photos.
-
-    Returns the images and notes about files left out (unreadable or smaller than SSIM's window).
-    """
-    notes: list[str] = []
-    images: list[tuple[str, np.ndarray]] = []
-    if clean_dir is None:
-        import skimage.data
-        from PIL import Image
-
-        for name in SAMPLE_IMAGES:
-            if limit is not None and len(images) >= limit:
-                break
-            arr = getattr(skimage.data, name)()
-            images.append((name, _as_uint8_array(Image.fromarray(arr), gray)))
-        return images, notes
-
-    from PIL import Image, UnidentifiedImageError
-
-    root = Path(clean_dir)
-    if not root.is_dir():
-        raise DataError(f"clean image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
-    for path in files:
-        if limit is not None and len(images) >= limit:
-            break
-        try:
-            with Image.open(path) as im:
-                arr = _as_uint8_array(im, gray)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            notes.append(f"{path}: left out, cannot be read ({exc})")
-            continue
-        if min(arr.shape[:2]) < MIN_SIDE:
-            notes.append(f"{path}: left out, smaller than {MIN_SIDE} pixels a side (SSIM window)")
-            continue
-        images.append((str(path.relative_to(root)), arr))
-    if not images:
-        raise DataError(f"no usable images in {root}: " + "; ".join(notes))
-    return images, notes
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def nlm_h(sigma: float, gray: bool) -> float:
-    """The NLM filter strength for ``sigma`` from the tuned tables (see NLM_H_COLOR)."""
-    table = NLM_H_GRAY if gray else NLM_H_COLOR
-    sigmas = np.array(sorted(table), dtype=np.float64)
-    ratios = np.array([table[s] / s for s in sorted(table)], dtype=np.float64)
-    return float(sigma) * float(np.interp(float(sigma), sigmas, ratios))
-
-
-def nlm_denoise(noisy: np.ndarray, h: float) -> np.ndarray:
-    """OpenCV non-local means on a uint8 image (colour: h for luma and chroma alike)."""
-    import cv2
-
-    if noisy.ndim == 2:
-        return cv2.fastNlMeansDenoising(noisy, None, h=float(h), templateWindowSize=NLM_TEMPLATE,
-                                        searchWindowSize=NLM_SEARCH)
-    # OpenCV's colour NLM works in Lab on BGR input; our arrays are RGB, so flip in and out
-    bgr = np.ascontiguousarray(noisy[..., ::-1])
-    out = cv2.fastNlMeansDenoisingColored(bgr, None, float(h), float(h), NLM_TEMPLATE, NLM_SEARCH)
-    return np.ascontiguousarray(out[..., ::-1])
-
-
-def bm3d_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    """BM3D (the ``bm3d`` package, extra ``invrep[bm3d]``) with the true sigma; uint8 in and out."""
-    import bm3d
-
-    z = noisy.astype(np.float64) / 255.0
-    if noisy.ndim == 2:
-        out = bm3d.bm3d(z, sigma_psd=float(sigma) / 255.0)
-    else:
-        out = bm3d.bm3d_rgb(z, sigma_psd=float(sigma) / 255.0)
-    return to_uint8(np.asarray(out).reshape(noisy.shape))
-
-
-def tune_nlm_h(
-    sigmas: Sequence[float] = (5, 10, 15, 25, 35, 50, 75), seed: int = 1234
-) -> dict[str, dict[float, float]]:
-    """Pick NLM's h per sigma by PSNR on two scikit-image photos that are not bench images.
-
-    Ratios h/sigma on a 0.1 grid, then refined by 0.025 around the best; returns
-    ``{"color": {sigma: h}, "gray": {sigma: h}}`` (h rounded to 0.1).
-    """
-    import skimage.data
-    from PIL import Image
-
-    photos = [skimage.data.rocket(), skimage.data.stereo_motorcycle()[0]]
-    sets = {
-        "color": photos,
-        "gray": [np.asarray(Image.fromarray(p).convert("L")) for p in photos],
-    }
-    out: dict[str, dict[float, float]] = {}
-    for kind, cleans in sets.items():
-        out[kind] = {}
-        for sigma in sigmas:
-            noisies = [add_noise(c, sigma, noise_seed(seed, i, sigma)) for i, c in enumerate(cleans)]
-
-            def score(h: float, cleans: list[np.ndarray] = cleans, noisies: list[np.ndarray] = noisies) -> float:
-                pairs = zip(cleans, noisies, strict=True)
-                return float(np.mean([image_metrics(c, nlm_denoise(n, h))[0] for c, n in pairs]))
-
-            scores = {r: score(sigma * r) for r in np.round(np.arange(0.3, 1.51, 0.1), 3)}
-            best = max(scores, key=scores.__getitem__)
-            for r in (best - 0.05, best - 0.025, best + 0.025, best + 0.05):
-                if r > 0 and r not in scores:
-                    scores[round(float(r), 3)] = score(sigma * r)
-            best = max(scores, key=scores.__getitem__)
-            out[kind][float(sigma)] = round(float(sigma * best), 1)
-    return out
-
-
 # --------------------------------------------------------------------------- cost model
 
 
@@ -364,60 +177,6 @@ def restorer_macs_per_pixel(config: ModelConfig | str, size: int = 64) -> float:
         for h in handles:
             h.remove()
     return total / float(size * size)
-
-
-# --------------------------------------------------------------------------- memory probes
-
-
-def _proc_status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _maxrss_bytes() -> float | None:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    # kilobytes on Linux, bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1.0 if sys.platform == "darwin" else 1024.0)
-
-
-class _CpuPeak:
-    """Peak RSS added between start() and stop(), in bytes (see the module docstring)."""
-
-    def start(self) -> None:
-        self.reset = _reset_peak_rss()
-        self.rss0 = _proc_status_kb("VmRSS")
-        self.maxrss0 = _maxrss_bytes()
-
-    def stop(self) -> tuple[float | None, str]:
-        hwm = _proc_status_kb("VmHWM")
-        if self.reset and hwm is not None and self.rss0 is not None:
-            return max(0, hwm - self.rss0) * 1024.0, "peak RSS added (VmHWM after clear_refs)"
-        maxrss = _maxrss_bytes()
-        if maxrss is None or self.maxrss0 is None or self.rss0 is None:
-            return None, "no way to read peak RSS on this platform"
-        if maxrss > self.maxrss0:
-            # the process peak rose, so it happened during the run
-            return maxrss - self.rss0 * 1024.0, "peak RSS added (ru_maxrss - VmRSS before)"
-        return None, "ru_maxrss did not rise during the run (its peak was set earlier in the process)"
 
 
 # --------------------------------------------------------------------------- one timed job
@@ -483,7 +242,7 @@ class _Unavailable(Exception):
 
 
 def _run_baseline(job: _Job, result: _JobResult, fn: Callable[[np.ndarray, float, bool], np.ndarray]) -> None:
-    probe = _CpuPeak()
+    probe = CpuPeak()
     probe.start()
     # warm-up on a corner of the first image: library and thread-pool start-up stay out of MP/s
     first_sigma = next(iter(job.noisy))
@@ -547,11 +306,11 @@ def _run_model(job: _Job, result: _JobResult) -> None:
         out = restore_pixels(pixels, backend, choice.tile, overlap, choice.batch_size)
         return to_uint8(out.reshape(img.shape))
 
-    probe: _CpuPeak | None = None
+    probe: CpuPeak | None = None
     if cuda and job.backend == "torch":
         torch.cuda.reset_peak_memory_stats()
     elif not cuda:
-        probe = _CpuPeak()
+        probe = CpuPeak()
         probe.start()
     first_sigma = next(iter(job.noisy))
     restore_one(job.noisy[first_sigma][0])  # warm-up, untimed

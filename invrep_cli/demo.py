@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from invrep_cli.synthetic import add_noise, psnr, read_uint8, sample_photos
+
 #: scikit-image sample photos used by the demo (none of them is in any training or test set we use)
 SAMPLES = ("astronaut", "coffee", "chelsea")
 
@@ -22,22 +24,7 @@ class DemoSample:
 
 def sample_images(names: tuple[str, ...] = SAMPLES) -> dict[str, np.ndarray]:
     """uint8 RGB sample photos from skimage.data (bundled with the package, no download)."""
-    from skimage import data
-
-    out = {}
-    for name in names:
-        img = getattr(data, name)()
-        if img.ndim == 2:
-            img = np.stack([img] * 3, axis=-1)
-        out[name] = np.ascontiguousarray(img[..., :3])
-    return out
-
-
-def add_noise(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    """Gaussian noise on the 0-255 scale, rounded and clipped to 8 bit like a saved file."""
-    rng = np.random.default_rng(seed)
-    noisy = clean.astype(np.float64) + rng.normal(0.0, sigma, clean.shape)
-    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    return {name: img if img.ndim == 3 else np.dstack([img] * 3) for name, img in sample_photos(names)}
 
 
 def make_samples(out_dir: Path, sigma: float = 25.0, seed: int = 0) -> list[DemoSample]:
@@ -56,15 +43,10 @@ def make_samples(out_dir: Path, sigma: float = 25.0, seed: int = 0) -> list[Demo
 
 def comparison_image(samples: list[DemoSample], restored_dir: Path, out_path: Path, height: int = 256) -> list[dict]:
     """Rows of noisy | restored | clean, each labelled with its PSNR against clean; returns the PSNRs."""
-    from skimage.metrics import peak_signal_noise_ratio
-
     rows, scores = [], []
     for s in samples:
-        clean = np.asarray(Image.open(s.clean).convert("RGB"))
-        noisy = np.asarray(Image.open(s.noisy).convert("RGB"))
-        restored = np.asarray(Image.open(restored_dir / s.noisy.name).convert("RGB"))
-        psnr_noisy = peak_signal_noise_ratio(clean, noisy, data_range=255)
-        psnr_restored = peak_signal_noise_ratio(clean, restored, data_range=255)
+        clean, noisy, restored = (read_uint8(path) for path in (s.clean, s.noisy, restored_dir / s.noisy.name))
+        psnr_noisy, psnr_restored = psnr(clean, noisy), psnr(clean, restored)
         scores.append({"image": s.name, "psnr_noisy": round(psnr_noisy, 2), "psnr_restored": round(psnr_restored, 2)})
         panels = []
         for label, arr in (

@@ -15,19 +15,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from invrep_cli.bench import (
-    BenchConfig,
-    BenchResult,
-    BenchRow,
-    add_noise,
-    load_clean_images,
-    nlm_h,
-    noise_seed,
-    plan_model_rows,
-    restorer_macs_per_pixel,
-    run_bench,
-)
+from invrep_cli.baselines import nlm_h
+from invrep_cli.bench import BenchConfig, BenchResult, BenchRow, plan_model_rows, restorer_macs_per_pixel, run_bench
 from invrep_cli.config import ModelConfig, model_preset
+from invrep_cli.synthetic import add_noise, load_clean_images, noise_seed
 from tests.conftest import write_images
 
 
