@@ -8,13 +8,13 @@ resuming corrupt bytes can never succeed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from invrep_cli.errors import WeightsError
+from invrep_cli.fsutil import sha256_file
 
 CHUNK = 1 << 16
 # identity so the bytes on the wire are the bytes of the file: Range offsets and checksums
@@ -24,14 +24,6 @@ _REQUEST_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "invrep"}
 
 def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -64,7 +56,7 @@ def _problems(part: Path, sha256: str | None, sha256_prefix: str | None, expecte
     if expected_size is not None and size != expected_size:
         problems.append(f"expected {expected_size} bytes, got {size}")
     if sha256 or sha256_prefix:
-        got = _hash_file(part)
+        got = sha256_file(part)
         if sha256 and got != sha256.lower():
             problems.append(f"expected sha256 {sha256.lower()}, got {got}")
         if sha256_prefix and not got.startswith(sha256_prefix.lower()):

@@ -70,12 +70,9 @@ def _gpu_provider_options(provider: str, device_id: int, cache_dir: Path | None)
 
 
 def _trt_cache_dir() -> Path | None:
-    try:
-        from platformdirs import user_cache_dir
-    except ImportError:
-        return None
-    # beside the weights cache (weights.py): $INVREP_HOME, else the platform's user cache directory
-    path = Path(os.environ.get("INVREP_HOME") or user_cache_dir("invrep")) / "tensorrt"
+    from invrep_cli.weights import cache_home
+
+    path = cache_home() / "tensorrt"  # beside the weights cache
     with contextlib.suppress(OSError):
         path.mkdir(parents=True, exist_ok=True)
         return path

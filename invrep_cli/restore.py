@@ -28,7 +28,6 @@ Folder runs behave like a build tool:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections import deque
@@ -42,7 +41,7 @@ import numpy as np
 
 from invrep_cli.backends import BACKEND_CHOICES, PRECISION_CHOICES, Backend, is_out_of_memory
 from invrep_cli.errors import ImageError, InvrepError, UsageError
-from invrep_cli.fsutil import remove_leftovers
+from invrep_cli.fsutil import remove_leftovers, sha256_bytes
 from invrep_cli.imageio import FORMAT_CHOICES, LoadedImage, decode_image, write_image
 from invrep_cli.inputs import FileJob, JobPlan, device_for_rank, plan_jobs, shard_from_env
 from invrep_cli.record import RestoreRecord
@@ -407,7 +406,7 @@ def run_restore(
             data = job.source.read_bytes()
         except OSError as exc:
             raise ImageError(job.source, f"cannot read file ({exc.strerror or exc})") from exc
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_bytes(data)
         if not config.overwrite and record.matches(job.rel, digest, weights_sha256, settings):
             return _Prepared(job, digest, None)
         return _Prepared(job, digest, decode_image(data, job.source, config.max_pixels))

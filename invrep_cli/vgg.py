@@ -95,13 +95,10 @@ def load_vgg_features(path: str | Path) -> VGG19Features:
 
 
 def cache_dir() -> Path:
-    """``$INVREP_HOME`` if set, else the per-user cache directory."""
-    home = os.environ.get("INVREP_HOME")
-    if home:
-        return Path(home).expanduser()
-    import platformdirs
+    """Where VGG19 weights are cached: invrep's cache folder itself (``weights.cache_home``)."""
+    from invrep_cli.weights import cache_home
 
-    return Path(platformdirs.user_cache_dir("invrep"))
+    return cache_home()
 
 
 def hash_prefix(url: str) -> str | None:

@@ -71,13 +71,19 @@ def bundled_dir() -> Path:
     return package_root() / "weights"
 
 
-def cache_dir() -> Path:
+def cache_home() -> Path:
+    """invrep's one cache folder: ``$INVREP_HOME`` if set, else the platform's user cache directory
+    for ``invrep``. Weights, VGG19 and TensorRT engines each keep a sub-folder of it."""
     home = os.environ.get(HOME_ENV)
     if home:
-        return Path(home).expanduser() / "weights"
+        return Path(home).expanduser()
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("invrep")) / "weights"
+    return Path(user_cache_dir("invrep"))
+
+
+def cache_dir() -> Path:
+    return cache_home() / "weights"
 
 
 def registry_path() -> Path:
