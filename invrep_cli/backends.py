@@ -42,6 +42,7 @@ class Backend(Protocol):
     accepts_gray: bool  # run() takes N x 1 x H x W too (else gray is replicated to RGB)
     weights_sha256: str  # of the weights file: a folder run's record compares it
     on_warning: Callable[[str], None]  # one-line warnings while running (e.g. an fp32 fallback)
+    metadata: dict[str, Any]  # what the weights file says about itself (model config, margin, provenance)
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...  # N x C x H x W float32 in [0,1] -> same
 
@@ -103,7 +104,7 @@ class TorchBackend:
         self.half_fallbacks = 0
 
         model, meta = load_restorer(weights)
-        self.meta: dict[str, Any] = meta
+        self.metadata: dict[str, Any] = meta
         self.weights_sha256 = str(meta["sha256"])
         self.config = model.config
         self.weights_path = Path(weights)

@@ -82,6 +82,20 @@ class BenchConfig:
     #: are not bench images (rocket, motorcycle), never the images being scored
     calibrate: str | None = None
 
+    def __post_init__(self) -> None:
+        for b in self.baselines:
+            if b not in BASELINES:
+                raise UsageError(f"--baselines: unknown baseline {b!r}; choose from {', '.join(BASELINES)}")
+        for p in self.precisions:
+            if p != "auto" and p not in PRECISIONS:
+                raise UsageError(f"--precisions: unknown precision {p!r}; choose auto or {', '.join(PRECISIONS)}")
+        if not self.sigmas or any(s <= 0 for s in self.sigmas):
+            raise UsageError("--sigma: give one or more positive noise levels (0-255 scale), e.g. 15,25,50")
+        if self.tile is not None:
+            from invrep_cli.restore import RestoreConfig
+
+            RestoreConfig(tile=self.tile)  # the same --tile rules as restore (UsageError)
+
 
 @dataclass
 class BenchRow:
@@ -289,7 +303,7 @@ def _run_model(job: _Job, result: _JobResult) -> None:
     backend, choice, overlap = plan.backend, plan.tile, config.tile_overlap
     result.tile = choice.tile
     result.detail.update(overlap=overlap, batch_size=choice.batch_size, tile_reason=choice.reason)
-    if "int8_parity" in getattr(backend, "metadata", {}):  # the export's PSNR against the fp32 graph
+    if "int8_parity" in backend.metadata:  # the export's PSNR against the fp32 graph
         result.detail["int8_parity"] = backend.metadata["int8_parity"]
     actual = backend.device
     # ORT backends report the execution provider that runs; keep the device and name the provider
@@ -518,19 +532,6 @@ def _describe_weights(spec: str | None) -> tuple[Path, str, str]:
 def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> BenchResult:
     """Noise the clean images, restore them with every method, score them; one row per method x sigma."""
     log = log or (lambda _msg: None)
-    for b in config.baselines:
-        if b not in BASELINES:
-            raise UsageError(f"--baselines: unknown baseline {b!r}; choose from {', '.join(BASELINES)}")
-    for p in config.precisions:
-        if p != "auto" and p not in PRECISIONS:
-            raise UsageError(f"--precisions: unknown precision {p!r}; choose auto or {', '.join(PRECISIONS)}")
-    if not config.sigmas or any(s <= 0 for s in config.sigmas):
-        raise UsageError("--sigma: give one or more positive noise levels (0-255 scale), e.g. 15,25,50")
-    if config.tile is not None:
-        from invrep_cli.restore import RestoreConfig
-
-        RestoreConfig(tile=config.tile)  # the same --tile rules as restore (UsageError)
-
     images, notes = load_clean_images(config.clean_dir, config.limit, config.gray)
     names = [n for n, _ in images]
     cleans = [a for _, a in images]
