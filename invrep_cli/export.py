@@ -45,7 +45,7 @@ from torch import nn
 from invrep_cli import __version__
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.errors import ExportError, InvrepError, UsageError
-from invrep_cli.fsutil import atomic_path, sha256_file
+from invrep_cli.fsutil import atomic_path, remove_leftovers, sha256_file
 from invrep_cli.models import Restorer, receptive_field
 from invrep_cli.quantize import Calibration
 
@@ -293,6 +293,7 @@ def export_onnx(
         "precision": "fp16" if fp16 else "fp32",
     }
 
+    remove_leftovers([out])  # a killed earlier export's hidden temporary (as large as the graph)
     with atomic_path(out) as tmp, tempfile.TemporaryDirectory(prefix="invrep-export-") as work:
         # int8: the fp32 graph is made and checked first, then quantized into the output file
         graph = Path(work) / "fp32.onnx" if int8 else tmp

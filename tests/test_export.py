@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from invrep_cli.checkpoint import load_restorer, save_restorer
 from invrep_cli.config import ModelConfig
 from invrep_cli.errors import ExportError, UsageError
 from invrep_cli.export import FP32_TOLERANCE, check_parity, export_onnx
+from invrep_cli.fsutil import current_umask
 from invrep_cli.models import build_restorer, receptive_field
 
 ODD_SIZES = ((1, 3, 17, 23), (2, 3, 37, 53))
@@ -29,6 +32,7 @@ def weights(tmp_path: Path, tiny_config: ModelConfig) -> Path:
 @pytest.fixture
 def exported(weights: Path, tmp_path: Path) -> tuple[Path, dict]:
     out = tmp_path / "model.onnx"
+    (tmp_path / ".model.k1lled0x.onnx.part").write_bytes(b"half a graph")  # what a kill -9 leaves
     return out, export_onnx(weights, out, check_sizes=ODD_SIZES, threads=1)
 
 
@@ -57,6 +61,13 @@ def test_export_parity_at_odd_sizes(exported: tuple[Path, dict], weights: Path) 
         assert check["max_abs_diff"] == pytest.approx(diff, abs=1e-7)
         assert 0.0 < check["max_abs_diff"] < FP32_TOLERANCE
         assert report["max_abs_diff"]["x".join(map(str, size))] == check["max_abs_diff"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_graph_has_normal_permissions_and_no_leftovers(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~current_umask()  # not mkstemp's 0600
+    assert [p.name for p in out.parent.glob(".*.part")] == []
 
 
 def test_metadata_embedded(exported: tuple[Path, dict], weights: Path, tiny_config: ModelConfig) -> None:

@@ -116,16 +116,18 @@ def run_and_report(config: RestoreConfig, json_out: bool = False, quiet: bool = 
         backend = plan.backend
         shard = f"  (shard {plan.shard[0]}/{plan.shard[1]})" if plan.shard else ""
         console.print(
-            f"[bold]restore[/bold] {len(plan.work.jobs)} file(s) -> {plan.work.record_dir}{shard}", highlight=False
+            f"[bold]restore[/bold] {len(plan.work.jobs)} file(s) -> {plan.work.record_dir}{shard}",
+            highlight=False, soft_wrap=True,
         )
         weights_name = plan.weights_path.name if plan.weights_path else "-"
         console.print(
             f"device [cyan]{backend.device}[/cyan]  backend [cyan]{backend.name}[/cyan]  "
             f"precision [cyan]{backend.precision}[/cyan]  weights {weights_name}",
-            highlight=False,
+            highlight=False, soft_wrap=True,
         )
         console.print(
-            f"tiles: {plan.describe_tiles()}; images up to {pixel_limit_text(config.max_pixels)}", highlight=False
+            f"tiles: {plan.describe_tiles()}; images up to {pixel_limit_text(config.max_pixels)}",
+            highlight=False, soft_wrap=True,
         )
         summary = _with_progress(plan)
     else:
