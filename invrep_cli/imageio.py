@@ -95,6 +95,13 @@ class LoadedImage:
         return self.height * self.width / 1e6
 
 
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Files under ``folder`` (recursive) with an image extension, sorted; what bench and int8
+    calibration read. (``invrep restore`` scans with ``inputs.collect_inputs``, which also reports
+    every entry it passes over.)"""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> LoadedImage:
     """Read and decode one image file; any failure is an ``ImageError`` naming the file."""
     path = Path(path)

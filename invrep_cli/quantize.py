@@ -55,11 +55,11 @@ class Calibration:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from invrep_cli.imageio import IMAGE_SUFFIXES
+    from invrep_cli.imageio import IMAGE_SUFFIXES, image_files
 
     if not folder.is_dir():
         raise DataError(f"--calibrate {folder}: not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise DataError(f"--calibrate {folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return files

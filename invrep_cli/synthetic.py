@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from invrep_cli.errors import DataError
-from invrep_cli.imageio import IMAGE_SUFFIXES
+from invrep_cli.imageio import IMAGE_SUFFIXES, image_files
 
 #: shipped inside scikit-image, so a bench or demo without a folder runs offline anywhere
 SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "camera")
@@ -100,7 +100,7 @@ def load_clean_images(
     root = Path(clean_dir)
     if not root.is_dir():
         raise DataError(f"clean image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     if not files:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
     for path in files:
