@@ -299,14 +299,21 @@ def test_outputs_and_weights_get_normal_permissions(tmp_path: Path, tiny_config:
 
 _KILLED_RUN = """
 import os, signal, sys, time
+from pathlib import Path
 from invrep_cli.backends import make_backend
+from invrep_cli.record import RestoreRecord
 from invrep_cli.restore import RestoreConfig, plan_restore, run_restore
 backend = make_backend(sys.argv[1], device="cpu", threads=1)
 real_run, calls = backend.run, [0]
 def run(batch):
     calls[0] += 1
     if calls[0] == int(sys.argv[4]):
-        time.sleep(1.0)  # the previous image's write has long finished: only this image is in flight
+        # only this image is in flight once the previous one is on disk: give its record a few
+        # seconds to follow (it follows the rename at once; before the fix it never did by now)
+        previous = Path(sys.argv[3]) / f"img_{calls[0] - 2:03d}.png"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and previous.name not in RestoreRecord(previous.parent).known:
+            time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGKILL)
     return real_run(batch)
 backend.run = run
