@@ -39,13 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from invrep_cli.backends import BACKEND_CHOICES, PRECISION_CHOICES, Backend, is_out_of_memory
+from invrep_cli.backends import BACKEND_CHOICES, PRECISION_CHOICES, Backend, is_out_of_memory, make_backend
 from invrep_cli.errors import ImageError, InvrepError, UsageError
 from invrep_cli.fsutil import remove_leftovers, sha256_bytes
 from invrep_cli.imageio import FORMAT_CHOICES, LoadedImage, decode_image, write_image
 from invrep_cli.inputs import FileJob, JobPlan, device_for_rank, plan_jobs, shard_from_env
 from invrep_cli.record import RestoreRecord
 from invrep_cli.tiling import plan_tiles, round_down, round_up, tiled_apply
+from invrep_cli.weights import resolve_weights
 
 #: smallest tile an out-of-memory retry goes down to
 MIN_TILE = 32
@@ -310,9 +311,6 @@ def plan_restore(
     """Decide everything before the first pixel; raises UsageError (exit 2) before anything is
     written. Path errors come before the weights load. ``backend`` replaces the one the config
     names (tests, embedding); ``on_warning`` receives the backend's one-line warnings."""
-    from invrep_cli.backends import make_backend
-    from invrep_cli.weights import resolve_weights
-
     shard = config.shard or shard_from_env()
     work = plan_jobs(config.input, config.out, config.fmt).shard(shard) if config.input is not None else None
     weights_path: Path | None = None
