@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from invrep_cli.cli.common import DeviceOpt, JsonOpt, QuietOpt, console, console_err, core_errors, print_json
+from invrep_cli.cli.common import (
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    ThreadsOpt,
+    console,
+    console_err,
+    core_errors,
+    print_json,
+)
 from invrep_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -147,7 +156,7 @@ def bench_command(
         bool,
         typer.Option("--in-process", help="Run rows in this process (faster; peak memory less isolated)."),
     ] = False,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch / ORT.")] = None,
+    threads: ThreadsOpt = None,
     calibrate: Annotated[
         Path | None,
         typer.Option("--calibrate", help="Clean images (noised at the middle sigma) calibrating int8 rows; "

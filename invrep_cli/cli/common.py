@@ -21,6 +21,9 @@ DeviceOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", min=1, help="CPU threads for torch and ONNX Runtime; default: every core.")
+]
 WeightsOpt = Annotated[
     str | None,
     typer.Option("--weights", "-w", help="Weights: a registry name, a .safetensors/.pt/.onnx path, or a URL."),

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from invrep_cli.cli.common import JsonOpt, QuietOpt, WeightsOpt, console, console_err, core_errors, print_json
+from invrep_cli.cli.common import (
+    JsonOpt,
+    QuietOpt,
+    ThreadsOpt,
+    WeightsOpt,
+    console,
+    console_err,
+    core_errors,
+    print_json,
+)
 
 
 def _parity_table(report: dict[str, Any]) -> Any:
@@ -68,9 +77,7 @@ def export_command(
     min_psnr: Annotated[
         float, typer.Option("--min-psnr", help="Smallest int8 PSNR against the fp32 graph that keeps the file.")
     ] = 35.0,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="CPU threads for the checks; default: every core.")
-    ] = None,
+    threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

@@ -11,6 +11,7 @@ from invrep_cli.cli.common import (
     DeviceOpt,
     JsonOpt,
     QuietOpt,
+    ThreadsOpt,
     WeightsOpt,
     console,
     console_err,
@@ -62,10 +63,7 @@ def restore_command(
         str | None,
         typer.Option("--shard", help="K/N (0-based): take files K, K+N, ... Default: torchrun's RANK/WORLD_SIZE."),
     ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="CPU threads for inference (torch, ONNX Runtime); default: every core."),
-    ] = None,
+    threads: ThreadsOpt = None,
     compile_model: Annotated[
         bool,
         typer.Option("--compile", help="torch.compile the restorer for the tile shape (CUDA graphs on GPU)."),
