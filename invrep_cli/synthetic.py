@@ -121,10 +121,19 @@ def load_clean_images(
 
 
 def read_uint8(path: str | os.PathLike[str], gray: bool = False) -> np.ndarray:
-    """One image file as uint8 H x W x 3 (or H x W when ``gray`` or the file is gray)."""
+    """One image file as uint8 H x W x 3 (or H x W when ``gray`` or the file is gray).
+
+    Images over the pixel limit (``imageio.MAX_PIXELS``) are refused with ValueError, worded as
+    restore words it: Pillow's own limit is off (see imageio)."""
     from PIL import Image
 
+    from invrep_cli import imageio
+
     with Image.open(path) as im:
+        width, height = im.size
+        if width * height > imageio.MAX_PIXELS:
+            limit = imageio.pixel_limit_text()
+            raise ValueError(f"{width}x{height} is over the {limit} decompression-bomb limit")
         return as_uint8_array(im, gray)
 
 

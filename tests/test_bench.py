@@ -257,3 +257,14 @@ def test_table_piped_or_narrow_is_never_cut(monkeypatch: pytest.MonkeyPatch) -> 
     cli_bench._render(_long_result())
     shown = narrow.file.getvalue()  # type: ignore[attr-defined]
     assert "…" not in shown and "weig" in shown and max(len(line) for line in shown.splitlines()) <= 80
+
+
+def test_clean_images_over_the_pixel_limit_are_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from invrep_cli import imageio
+
+    write_images(tmp_path / "clean", 1, size=(32, 32))
+    write_images(tmp_path / "clean" / "big", 1, size=(64, 64))
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 40 * 40)
+    images, notes = load_clean_images(tmp_path / "clean")
+    assert [name for name, _ in images] == ["img_000.png"]
+    assert "over the 0.0016 MP decompression-bomb limit" in notes[0]
