@@ -141,8 +141,11 @@ def collect_inputs(spec: str | os.PathLike[str]) -> Inputs:
         for match in sorted(glob.glob(text, recursive=True)):
             m = Path(match)
             rel = m.relative_to(base)
-            if any(part.startswith(".") for part in rel.parts) or m.is_dir():
-                continue  # hidden (glob skips those unless asked) or a folder the pattern passed through
+            if m.is_dir():
+                continue  # a folder the pattern passed through, not an entry it names
+            if any(part.startswith(".") for part in rel.parts):  # only when the pattern asks for dot names
+                inputs.ignored.append({"path": str(m), "reason": "hidden file"})
+                continue
             if not m.is_file():
                 try:
                     os.stat(m)
