@@ -14,7 +14,7 @@ folder, fitted to it:
 One set of parameters is fitted per image and stage 1 draws a random image's set per crop, so a
 folder of mixed cameras and ISOs gives a mixture rather than one average model.
 
-The estimator works on 8 x 8 blocks: a plane is fitted to each block and channel and the residual
+The estimator works on 16 x 16 blocks: a plane is fitted to each block and channel and the residual
 variance kept with the block's mean. Texture only adds variance, so within each intensity bin a low
 percentile of the block variances is taken as the noise; the bias of that percentile, of the plane
 fit and of spatial correlation is measured once by running the same estimator on pure noise of
@@ -37,10 +37,13 @@ import torch.nn.functional as F
 
 from invrep_cli.data import NoiseSpec
 
-BLOCK = 8
+#: block size of the estimator. Not 8: JPEG quantises each 8 x 8 block's high frequencies away in
+#: flat areas, so within a JPEG block camera noise is almost a plane and a plane fit saw none of it
+#: (31 of PolyU's 100 noisy photos measured as noiseless with 8, 3 with 16)
+BLOCK = 16
 #: the std scale range stage 1 draws fitted noise at. The block estimator measures strongly
-#: correlated noise (blur above ~1 px, as JPEG'd camera noise is: 1.2 px on PolyU's noisy photos)
-#: from the small part of its variance an 8 x 8 plane fit leaves, where a small error in the
+#: correlated noise (blur around 1 px, as JPEG'd camera noise is on PolyU's noisy photos) from
+#: the part of its variance a plane fit leaves, where a small error in the
 #: measured correlation is a large one in the level; a range makes stage 1 robust to that and
 #: leaves the exact level to stage 2, which sees the real noisy images.
 FITTED_LEVEL_RANGE = (0.6, 2.5)
@@ -222,7 +225,7 @@ class _Blocks:
     mean: np.ndarray  # B x C block means
     var: np.ndarray  # B x C plane-fit residual variances
     lag1: np.ndarray  # B x C lag-1 autocovariance of the residual (horizontal and vertical averaged)
-    residual: np.ndarray  # B x C x 64 residuals
+    residual: np.ndarray  # B x C x BLOCK**2 residuals
     clipped: np.ndarray  # B, any pixel at the 8-bit ends
 
 
@@ -230,13 +233,13 @@ def _plane_basis() -> np.ndarray:
     yy, xx = np.mgrid[0:BLOCK, 0:BLOCK].astype(np.float64)
     basis = np.stack([np.ones(BLOCK * BLOCK), xx.ravel() - 3.5, yy.ravel() - 3.5], axis=1)
     q, _ = np.linalg.qr(basis)
-    return q  # 64 x 3, orthonormal
+    return q  # BLOCK**2 x 3, orthonormal
 
 
 def _blocks(img: np.ndarray) -> _Blocks:
-    """8 x 8 blocks of an H x W x C image in [0, 1]: plane-fit residual statistics per channel."""
+    """BLOCK x BLOCK blocks of an H x W x C image in [0, 1]: plane-fit residual statistics per channel."""
     h, w, c = img.shape
-    hb, wb = h // BLOCK, w // BLOCK
+    hb, wb = h // BLOCK, w // BLOCK  # blocks on the JPEG grid: each holds whole 8 x 8 JPEG blocks
     b = img[: hb * BLOCK, : wb * BLOCK].astype(np.float64)
     b = b.reshape(hb, BLOCK, wb, BLOCK, c).transpose(0, 2, 4, 1, 3).reshape(hb * wb, c, BLOCK * BLOCK)
     q = _plane_basis()

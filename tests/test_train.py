@@ -420,7 +420,7 @@ def _noisy_photos(folder: Path, count: int, sigma: float) -> None:
 
     rng = np.random.default_rng(11)
     folder.mkdir(parents=True)
-    yy, xx = np.mgrid[0:192, 0:192] / 192
+    yy, xx = np.mgrid[0:320, 0:320] / 320
     for i in range(count):
         img = np.stack([0.1 + 0.8 * (0.7 * xx + 0.3 * yy) * (0.6 + 0.2 * c) for c in range(3)], -1)
         img = img + rng.standard_normal(img.shape) * sigma
