@@ -169,11 +169,15 @@ def _macs_by_hand(cfg: ModelConfig) -> float:
         macs += 16 * ch * (2 * ch) * area
         ch *= 2
     macs += 2 * cfg.n_res_blocks * 2 * 9 * ch * ch * area  # encoder and decoder residual blocks
-    for _ in range(n):
+    k = cfg.up_kernel
+    for level in reversed(range(n)):
         area *= 4
-        macs += 25 * ch * (ch // 2) * area
+        macs += k * k * ch * (ch // 2) * area
         ch //= 2
-    return macs + 49 * ch * cfg.image_channels
+        if level < cfg.skips:  # skip connection: concat the encoder's features, fuse with a 3x3 conv
+            macs += 9 * (2 * ch) * ch * area
+    out_kernel = 7 if cfg.skips == 0 else 3
+    return macs + out_kernel * out_kernel * ch * cfg.image_channels
 
 
 def test_restorer_macs_per_pixel(tiny_config: ModelConfig) -> None:
@@ -182,6 +186,9 @@ def test_restorer_macs_per_pixel(tiny_config: ModelConfig) -> None:
     assert lir == pytest.approx(_macs_by_hand(model_preset("lir")))
     assert restorer_macs_per_pixel(tiny_config) == pytest.approx(_macs_by_hand(tiny_config))
     assert restorer_macs_per_pixel("lir-lite") == pytest.approx(_macs_by_hand(model_preset("lir-lite")))
+    unet = restorer_macs_per_pixel("lir-lite-unet")
+    assert unet == pytest.approx(_macs_by_hand(model_preset("lir-lite-unet")))
+    assert unet < restorer_macs_per_pixel("lir-lite")  # the full-resolution path costs less, not more
 
 
 def test_missing_bm3d_is_a_skipped_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
