@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from invrep_cli.models import Restorer
 
 RESTORER_FORMAT = "invrep-restorer/1"
 TRAIN_CHECKPOINT_FORMAT = "invrep-train-checkpoint/1"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
 #: header key of the digest of every tensor (name, dtype, shape, bytes); files saved before it
 #: existed have none and load unchecked
 TENSORS_DIGEST_KEY = "tensors_sha256"
@@ -65,6 +68,23 @@ def save_restorer(
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
+    return path
+
+
+def write_train_checkpoint(run_dir: str | os.PathLike[str], state: dict[str, Any], keep: int) -> Path:
+    """Write ``state`` (``Trainer.checkpoint_dict()``) as RUN_DIR/checkpoints/step_NNNNNNNN.pt and
+    RUN_DIR/last.pt, each atomically, and keep the newest ``keep`` step files. Returns the step file."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path = ckpt_dir / f"step_{int(state['step']):08d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(run_dir / LAST_CHECKPOINT) as tmp:
+        shutil.copyfile(path, tmp)
+    existing = sorted(ckpt_dir.glob("step_*.pt"))
+    for old in existing[: max(0, len(existing) - keep)]:
+        old.unlink(missing_ok=True)
     return path
 
 

@@ -156,7 +156,8 @@ def summarize(fits: Sequence[ImageNoise]) -> str:
     corr = np.array([np.mean([f.channel_corr[i][j] for i, j in ((0, 1), (0, 2), (1, 2))]) for f in fits])
     return (
         f"fitted per image on {len(fits)} images: std at mid-gray {np.median(mid):.2f} (0-255; "
-        f"{mid.min():.2f}-{mid.max():.2f}), spatial blur {np.median(blur):.2f} px, channel correlation {corr.mean():.2f}"
+        f"{mid.min():.2f}-{mid.max():.2f}), spatial blur {np.median(blur):.2f} px, "
+        f"channel correlation {corr.mean():.2f}"
     )
 
 

@@ -24,7 +24,6 @@ updated more often).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -44,27 +43,27 @@ import torch
 from torch import nn
 
 from invrep_cli import __version__
-from invrep_cli.checkpoint import TRAIN_CHECKPOINT_FORMAT, read_train_checkpoint, save_restorer
+from invrep_cli.checkpoint import (
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    TRAIN_CHECKPOINT_FORMAT,
+    read_train_checkpoint,
+    save_restorer,
+    write_train_checkpoint,
+)
 from invrep_cli.config import LossWeights, ModelConfig, TrainConfig
 from invrep_cli.data import StepBatches, TrainData, ValPair, min_crop_for, parse_noise, prepare_data, read_image
 from invrep_cli.devices import describe_device, resolve_device
+from invrep_cli.ema import MovingAverage
 from invrep_cli.errors import DataError, UsageError
 from invrep_cli.fsutil import atomic_path
-from invrep_cli.losses import (
-    background_consistency,
-    l1,
-    latent_penalty,
-    lsgan,
-    semantic_consistency,
-    weighted_total,
-)
-from invrep_cli.models import LIRNetworks, Restorer, build_models, decode_clean
+from invrep_cli.losses import lsgan, weighted_total
+from invrep_cli.models import LIRNetworks, Restorer, build_models
 from invrep_cli.noise import FITTED_LEVEL_RANGE, NoiseModel, fit_noise_model
+from invrep_cli.objectives import TrainingForward, lir_generator_objective, warm_start_objective, with_latent_noise
 
 Callback = Callable[[dict[str, Any]], None]
 
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.pt"
 RESTORER_FILE = "restorer.safetensors"
 STAGE1_RESTORER_FILE = "restorer-stage1.safetensors"
 LOG_FILE = "log.jsonl"
@@ -160,11 +159,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def with_latent_noise(code: torch.Tensor) -> torch.Tensor:
-    """LIR's regulariser: unit Gaussian noise on a latent before it is decoded (training only)."""
-    return code + torch.randn_like(code)
-
-
 def to_image_uint8(x: torch.Tensor) -> np.ndarray:
     """3 x H x W in [-1, 1] -> H x W x 3 uint8."""
     arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
@@ -239,6 +233,11 @@ class Trainer:
         self.dist = dist_from_env()
         self.out = Path(config.out_dir)
         self._log_file: Any = None
+        try:
+            self.data = self._setup()
+        except BaseException:
+            self._close_log()
+            raise
 
     # -- reporting -------------------------------------------------------------------------------
 
@@ -249,6 +248,11 @@ class Trainer:
     def warn(self, message: str) -> None:
         self.emit({"event": "warning", "message": message})
         self.log({"event": "warning", "message": message})
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -449,35 +453,17 @@ class Trainer:
             if cfg.compile:
                 wrapped = torch.compile(wrapped)
             self.train_modules[name] = wrapped
+        self.forward = TrainingForward(self.model_config, self.train_modules)
 
     def _build_ema(self, ckpt: dict[str, Any] | None) -> None:
-        """The moving average of E_X and G_Y (a Restorer of its own), from the checkpoint when it has one."""
-        self.ema: Restorer | None = None
+        """The moving average of E_X and G_Y, from the checkpoint when it has one."""
+        self.ema: MovingAverage | None = None
         if self.cfg.ema_decay <= 0:
             return
-        live = self.nets.restorer()
-        self.ema = copy.deepcopy(live).eval().requires_grad_(False)
         state = ckpt.get("ema") if ckpt is not None else None
-        if state is not None:
-            self.ema.load_state_dict(state)
-        elif ckpt is not None:
+        if state is None and ckpt is not None:
             self.warn(f"--resume: the checkpoint has no moving average; it starts from the weights of step {self.step}")
-        ema_state, live_state = self.ema.state_dict(keep_vars=True), live.state_dict(keep_vars=True)
-        pairs = [(ema_state[k], live_state[k]) for k in ema_state]
-        self._ema_float = [(e, v) for e, v in pairs if e.is_floating_point()]
-        self._ema_other = [(e, v) for e, v in pairs if not e.is_floating_point()]
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        """ema <- ema + (1 - d) (live - ema) for parameters and BatchNorm statistics alike, with the
-        decay warmed up as min(d, (1 + step) / (10 + step)) so early averages forget the random start."""
-        if self.ema is None:
-            return
-        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        # one fused kernel per list instead of one per tensor: on a GPU the per-tensor launches cost
-        # more than a small restorer's training step
-        torch._foreach_lerp_([e for e, _ in self._ema_float], [v.detach() for _, v in self._ema_float], 1.0 - decay)
-        torch._foreach_copy_([e for e, _ in self._ema_other], [v for _, v in self._ema_other])
+        self.ema = MovingAverage(self.nets.restorer(), self.cfg.ema_decay, state)
 
     @property
     def shipped_ema_decay(self) -> float:
@@ -486,7 +472,7 @@ class Trainer:
 
     def shipped_restorer(self) -> Restorer:
         """What ``restorer.safetensors`` holds and validation scores: the moving average, else the live weights."""
-        return self.ema if self.ema is not None else self.nets.restorer()
+        return self.ema.average if self.ema is not None else self.nets.restorer()
 
     def _loader(self, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
         sampler = StepBatches(self.step, self.cfg.steps, self.cfg.batch_size, self.dist.rank, self.dist.world_size)
@@ -524,24 +510,10 @@ class Trainer:
         scaler.step(opt)
         scaler.update()
 
-    def _encode(self, name: str, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(content code, skip features) of a content encoder; no features for the authors' shape."""
-        encoder = self.train_modules[name]
-        if self.model_config.skips:
-            return encoder(image, with_skips=True)
-        return encoder(image), []
-
-    def _decode_clean(self, code: torch.Tensor, features: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
-        """G_Y of a (latent-noised) content code, fed the skip features and image of the same encoding."""
-        decoder = self.train_modules["clean_decoder"]
-        if self.model_config.skips or self.model_config.residual:
-            return decoder(code, features, image)
-        return decoder(code)
-
     def encode_for_discriminators(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """E_X(x), E_Y(y), E_X^N(x) without a graph: the discriminator steps must not reach the encoders."""
         with torch.no_grad(), self.autocast():
-            code_x, features_x = self._encode("noisy_encoder", x)
+            code_x, features_x = self.forward.encode("noisy_encoder", x)
             return {
                 "code_x": code_x,
                 "features_x": features_x,
@@ -559,11 +531,13 @@ class Trainer:
         self._backward_step("representation_discriminator", loss, clip=self.cfg.repr_grad_clip)
         return loss.detach()
 
-    def image_discriminator_step(self, x: torch.Tensor, y: torch.Tensor, codes: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def image_discriminator_step(
+        self, x: torch.Tensor, y: torch.Tensor, codes: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         """One D_X/D_Y step: real images target 1, detached fakes target 0, summed over scales."""
         nets, tm = self.nets, self.train_modules
         with torch.no_grad(), self.autocast():
-            fake_clean = self._decode_clean(with_latent_noise(codes["code_x"]), codes["features_x"], x)
+            fake_clean = self.forward.decode_clean(with_latent_noise(codes["code_x"]), codes["features_x"], x)
             fake_noisy = nets.noisy_decoder(
                 torch.cat([with_latent_noise(codes["code_y"]), with_latent_noise(codes["noise_code_x"])], 1)
             )
@@ -586,7 +560,8 @@ class Trainer:
         for d in discs:
             d.requires_grad_(False)
         try:
-            terms, images = self.generator_losses(x, y)
+            with self.autocast():
+                terms, images = lir_generator_objective(self.forward, nets, x, y, self.vgg)
             total = weighted_total(terms, self.loss_weights)
             self._backward_step("generators", total)
         finally:
@@ -606,7 +581,8 @@ class Trainer:
         G_Y on ``y`` with noise from the noise model. Stage 2, one LIR iteration: ``repr_steps`` D_R
         steps, one D_X/D_Y step, one generator step. Returns (loss terms, images for samples)."""
         if self.in_warmup:
-            terms, images = self.warmup_losses(y)
+            with self.autocast():
+                terms, images = warm_start_objective(self.forward, self.noise_model, y)
             self._backward_step("warmup", terms["warmup_l1"])
             self.warmup_scheduler.step()
             terms = {k: v.detach() for k, v in terms.items()}
@@ -620,66 +596,9 @@ class Trainer:
             terms.update(g_terms)
             for sched in self.lir_schedulers.values():
                 sched.step()
-        self.update_ema()
+        if self.ema is not None:
+            self.ema.update(self.step)
         return terms, images
-
-    def warmup_losses(self, clean: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Stage 1: L1 between G_Y(E_X(n(y))) and y, with n the noise model of the noisy domain:
-        LIR's cross-cycle path G_Y(E_X(x_ba)) ~ y with the model standing in for G_X. No latent noise:
-        this path is the restorer exactly as it runs at inference."""
-        synthetic = self.noise_model.sample((clean.float() + 1.0) * 0.5) * 2.0 - 1.0
-        with self.autocast():
-            restored = decode_clean(
-                self.model_config, self.train_modules["noisy_encoder"], self.train_modules["clean_decoder"], synthetic
-            )
-            loss = l1(restored.float(), clean.float())
-        images = {"x": synthetic.detach(), "x_ab": restored.detach(), "y": clean.detach(), "x_ba": synthetic.detach()}
-        return {"warmup_l1": loss}, images
-
-    def generator_losses(
-        self, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        nets, tm = self.nets, self.train_modules
-        noise_encoder, noisy_decoder = tm["noise_encoder"], tm["noisy_decoder"]
-
-        with self.autocast():
-            code_x, features_x = self._encode("noisy_encoder", x)
-            code_y, features_y = self._encode("clean_encoder", y)
-            noise_code_x = noise_encoder(x)
-            # LIR adds unit Gaussian noise to every latent before it is decoded
-            code_x_in, code_y_in, noise_code_x_in = map(with_latent_noise, (code_x, code_y, noise_code_x))
-            x_ab = self._decode_clean(code_x_in, features_x, x)  # restored
-            x_ba = noisy_decoder(torch.cat([code_y_in, noise_code_x_in], 1))  # synthetic noisy
-            x_rec = noisy_decoder(torch.cat([code_x_in, noise_code_x_in], 1))
-            y_rec = self._decode_clean(code_y_in, features_y, y)
-            code_ab, _ = self._encode("clean_encoder", x_ab)
-            code_ba, features_ba = self._encode("noisy_encoder", x_ba)
-            noise_code_ba = noise_encoder(x_ba)
-            x_cyc = noisy_decoder(torch.cat([with_latent_noise(code_ab), with_latent_noise(noise_code_ba)], 1))
-            y_cyc = self._decode_clean(with_latent_noise(code_ba), features_ba, x_ba)
-
-            batch = x.shape[0]
-            repr_score = nets.representation_discriminator(torch.cat([code_x, code_y]))
-            terms = {
-                "adv_noisy": lsgan(nets.noisy_discriminator(x_ba), 1.0),
-                "adv_clean": lsgan(nets.clean_discriminator(x_ab), 1.0),
-                "repr_adv": lsgan(repr_score[:batch], 0.5) + lsgan(repr_score[batch:], 0.5),
-                "rec_noisy": l1(x_rec, x),
-                "rec_clean": l1(y_rec, y),
-                "cycle_noisy": l1(x_cyc, x),
-                "cycle_clean": l1(y_cyc, y),
-                "latent": sum(
-                    latent_penalty(z) for z in (code_x, noise_code_x, code_y, code_ab, noise_code_ba, code_ba)
-                ),
-                "background": background_consistency(x_ab, x) + background_consistency(x_ba, y),
-            }
-            if self.vgg is not None:
-                with torch.no_grad():  # targets: no backward through VGG for the real images
-                    f_x, f_y = self.vgg(torch.cat([x, y])).chunk(2)
-                f_ab, f_ba = self.vgg(torch.cat([x_ab, x_ba])).chunk(2)
-                terms["semantic"] = semantic_consistency(f_ab, f_x) + semantic_consistency(f_ba, f_y)
-        images = {"x": x.detach(), "x_ab": x_ab.detach(), "y": y.detach(), "x_ba": x_ba.detach()}
-        return terms, images  # type: ignore[return-value]
 
     # -- outputs ---------------------------------------------------------------------------------
 
@@ -707,16 +626,7 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        ckpt_dir = self.out / CHECKPOINT_DIR
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = ckpt_dir / f"step_{self.step:08d}.pt"
-        with atomic_path(path) as tmp:
-            torch.save(self.checkpoint_dict(), tmp)
-        with atomic_path(self.out / LAST_CHECKPOINT) as tmp:
-            shutil.copyfile(path, tmp)
-        existing = sorted(ckpt_dir.glob("step_*.pt"))
-        for old in existing[: max(0, len(existing) - self.cfg.keep_checkpoints)]:
-            old.unlink(missing_ok=True)
+        path = write_train_checkpoint(self.out, self.checkpoint_dict(), self.cfg.keep_checkpoints)
         save_restorer(
             self.shipped_restorer(),
             self.out / RESTORER_FILE,
@@ -784,9 +694,7 @@ class Trainer:
             finished = True
             return result
         finally:
-            if self._log_file is not None:
-                self._log_file.close()
-                self._log_file = None
+            self._close_log()
             if self.dist.enabled:
                 import torch.distributed as td
 
@@ -797,7 +705,7 @@ class Trainer:
                         td.barrier()
                     td.destroy_process_group()
 
-    def setup(self) -> TrainData:
+    def _setup(self) -> TrainData:
         """Check options and data, pick the device, build networks and optimisers (or load them
         from RUN_DIR/last.pt with --resume). Raises UsageError/DataError before any training."""
         cfg = self.cfg
@@ -859,7 +767,7 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
-        data = self.setup()
+        data = self.data
         result = TrainResult(
             step=self.step,
             steps=cfg.steps,

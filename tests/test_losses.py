@@ -17,6 +17,7 @@ from invrep_cli.losses import (
     semantic_consistency,
     weighted_total,
 )
+from invrep_cli.objectives import lir_generator_objective
 from invrep_cli.train import Trainer
 from tests.conftest import write_images
 from tests.test_vgg import fake_vgg_state
@@ -86,9 +87,7 @@ def make_trainer(tmp_path: Path, config: ModelConfig, vgg: bool = False) -> Trai
         vgg_weights=str(vgg_path) if vgg_path else None,
         losses=LossWeights() if vgg else LossWeights(semantic=0.0),
     )
-    trainer = Trainer(cfg)
-    trainer.setup()
-    return trainer
+    return Trainer(cfg)
 
 
 def _snapshot(trainer: Trainer) -> dict[str, list[torch.Tensor]]:
@@ -151,7 +150,7 @@ def test_each_term_reaches_the_right_networks(tmp_path: Path, tiny_config: Model
     assert trainer.vgg is not None
     for name in DISCRIMINATORS:
         getattr(trainer.nets, name).requires_grad_(False)
-    terms, _ = trainer.generator_losses(*_batch(1))
+    terms, _ = lir_generator_objective(trainer.forward, trainer.nets, *_batch(1), vgg=trainer.vgg)
     assert set(terms) == set(EXPECTED_REACH)
     for term, value in terms.items():
         assert torch.isfinite(value), term

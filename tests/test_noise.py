@@ -48,9 +48,8 @@ def test_poisson_gaussian_gain_and_floor_recovered() -> None:
 
 
 def test_correlated_noise_level_blur_and_channel_correlation() -> None:
-    """Camera-like noise: spatially blurred and correlated across channels. A wavelet estimator
-    (scikit-image's estimate_sigma) sees a fraction of it; this one must see all of it."""
-    from skimage.restoration import estimate_sigma as skimage_sigma
+    """Camera-like noise: spatially blurred and correlated across channels. The level must be
+    that of all of it, not only of its finest-scale part (which a wavelet estimator sees)."""
 
     sigma, blur = 0.03, 0.8
     corr = ((1.0, 0.5, 0.3), (0.5, 1.0, 0.5), (0.3, 0.5, 1.0))

@@ -347,7 +347,6 @@ def test_update_ema_follows_the_rule(tmp_path: Path, clean_dir: Path, tiny_confi
         ema_decay=0.9,
     )
     trainer = Trainer(cfg)
-    trainer.setup()
     assert trainer.ema is not None
     trainer.step = 1000  # warm-up over: the decay is 0.9
     live = trainer.nets.restorer().state_dict()
@@ -356,10 +355,10 @@ def test_update_ema_follows_the_rule(tmp_path: Path, clean_dir: Path, tiny_confi
     with torch.no_grad():
         trainer.nets.restorer().state_dict(keep_vars=True)[key].add_(1.0)
     target = trainer.nets.restorer().state_dict()[key]
-    trainer.update_ema()
+    trainer.ema.update(trainer.step)
     assert torch.allclose(trainer.ema.state_dict()[key], 0.9 * before + 0.1 * target, atol=1e-6)
     trainer.step = 0  # first update: decay min(0.9, 1/10) = 0.1, mostly the live weights
-    trainer.update_ema()
+    trainer.ema.update(trainer.step)
     after = trainer.ema.state_dict()[key]
     assert torch.allclose(after, 0.1 * (0.9 * before + 0.1 * target) + 0.9 * target, atol=1e-6)
 

@@ -1,0 +1,43 @@
+"""The exponential moving average of the restorer that training ships."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class MovingAverage:
+    """``average <- average + (1 - d) (live - average)`` over parameters and BatchNorm statistics
+    alike (integer buffers are copied), with the decay warmed up as min(d, (1 + t) / (10 + t)) so
+    early averages forget the random start. The GAN terms make raw weights swing from one
+    checkpoint to the next; the average is what ``restorer.safetensors`` holds (as Real-ESRGAN
+    ships ``params_ema``)."""
+
+    def __init__(self, live: nn.Module, decay: float, state: dict[str, Any] | None = None) -> None:
+        self.decay = decay
+        self.average = copy.deepcopy(live).eval().requires_grad_(False)
+        if state is not None:
+            self.average.load_state_dict(state)
+        avg_state, live_state = self.average.state_dict(keep_vars=True), live.state_dict(keep_vars=True)
+        pairs = [(avg_state[k], live_state[k]) for k in avg_state]
+        self._float = ([a for a, _ in pairs if a.is_floating_point()], [v for a, v in pairs if a.is_floating_point()])
+        self._other = (
+            [a for a, _ in pairs if not a.is_floating_point()],
+            [v for a, v in pairs if not a.is_floating_point()],
+        )
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """One update after training step ``step`` (0-based count of steps done before it)."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        # one fused kernel per list instead of one per tensor: on a GPU the per-tensor launches cost
+        # more than a small restorer's training step
+        torch._foreach_lerp_(self._float[0], [v.detach() for v in self._float[1]], 1.0 - decay)
+        if self._other[0]:
+            torch._foreach_copy_(self._other[0], self._other[1])
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.average.state_dict()

@@ -1,0 +1,113 @@
+"""The two training stages as objectives: functions from networks and a batch to named loss terms.
+
+- ``warm_start_objective`` (stage 1): the restorer G_Y(E_X(.)) against clean crops under noise drawn
+  from a noise model of the noisy domain. No pairs: LIR's cross-cycle path G_Y(E_X(x_ba)) ~ y with the
+  noise model standing in for G_X.
+- ``lir_generator_objective`` (stage 2): every LIR loss of the encoders and decoders (LIR.md);
+  the discriminators' own steps stay in the trainer, which owns their optimisers.
+
+Both return ``(terms, images)``: the unweighted loss terms by name (the trainer weighs and sums
+them with ``losses.weighted_total``) and detached images for the sample sheets. They run under
+whatever autocast the caller opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from invrep_cli.config import ModelConfig
+from invrep_cli.losses import background_consistency, l1, latent_penalty, lsgan, semantic_consistency
+from invrep_cli.models import LIRNetworks, decode_clean
+from invrep_cli.noise import NoiseModel
+
+Terms = dict[str, torch.Tensor]
+Images = dict[str, torch.Tensor]
+
+
+def with_latent_noise(code: torch.Tensor) -> torch.Tensor:
+    """LIR's regulariser: unit Gaussian noise on a latent before it is decoded (training only)."""
+    return code + torch.randn_like(code)
+
+
+@dataclass
+class TrainingForward:
+    """The modules a training forward goes through (DDP or compiled wrappers where used), by the
+    names of ``LIRNetworks``, and the model config that says how G_Y is fed."""
+
+    config: ModelConfig
+    modules: dict[str, nn.Module]
+
+    def encode(self, name: str, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(content code, skip features) of a content encoder; no features for the authors' shape."""
+        encoder = self.modules[name]
+        if self.config.skips:
+            return encoder(image, with_skips=True)
+        return encoder(image), []
+
+    def decode_clean(self, code: torch.Tensor, features: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        """G_Y of a content code, fed the skip features and the image of the same encoding."""
+        decoder = self.modules["clean_decoder"]
+        if self.config.skips or self.config.residual:
+            return decoder(code, features, image)
+        return decoder(code)
+
+
+def warm_start_objective(
+    forward: TrainingForward, noise_model: NoiseModel, clean: torch.Tensor
+) -> tuple[Terms, Images]:
+    """Stage 1: L1 between G_Y(E_X(n(y))) and y for clean crops y in [-1, 1]. No latent noise: this
+    path is the restorer exactly as it runs at inference."""
+    synthetic = noise_model.sample((clean.float() + 1.0) * 0.5) * 2.0 - 1.0
+    restored = decode_clean(
+        forward.config, forward.modules["noisy_encoder"], forward.modules["clean_decoder"], synthetic
+    )
+    terms = {"warmup_l1": l1(restored.float(), clean.float())}
+    images = {"x": synthetic.detach(), "x_ab": restored.detach(), "y": clean.detach(), "x_ba": synthetic.detach()}
+    return terms, images
+
+
+def lir_generator_objective(
+    forward: TrainingForward, nets: LIRNetworks, x: torch.Tensor, y: torch.Tensor, vgg: Any = None
+) -> tuple[Terms, Images]:
+    """Stage 2: the LIR terms of the encoders and decoders for noisy ``x`` and clean ``y`` (both in
+    [-1, 1]). ``nets`` provides the (frozen) discriminators; ``vgg`` the semantic features or None."""
+    noise_encoder, noisy_decoder = forward.modules["noise_encoder"], forward.modules["noisy_decoder"]
+    code_x, features_x = forward.encode("noisy_encoder", x)
+    code_y, features_y = forward.encode("clean_encoder", y)
+    noise_code_x = noise_encoder(x)
+    # LIR adds unit Gaussian noise to every latent before it is decoded
+    code_x_in, code_y_in, noise_code_x_in = map(with_latent_noise, (code_x, code_y, noise_code_x))
+    x_ab = forward.decode_clean(code_x_in, features_x, x)  # restored
+    x_ba = noisy_decoder(torch.cat([code_y_in, noise_code_x_in], 1))  # synthetic noisy
+    x_rec = noisy_decoder(torch.cat([code_x_in, noise_code_x_in], 1))
+    y_rec = forward.decode_clean(code_y_in, features_y, y)
+    code_ab, _ = forward.encode("clean_encoder", x_ab)
+    code_ba, features_ba = forward.encode("noisy_encoder", x_ba)
+    noise_code_ba = noise_encoder(x_ba)
+    x_cyc = noisy_decoder(torch.cat([with_latent_noise(code_ab), with_latent_noise(noise_code_ba)], 1))
+    y_cyc = forward.decode_clean(with_latent_noise(code_ba), features_ba, x_ba)
+
+    batch = x.shape[0]
+    repr_score = nets.representation_discriminator(torch.cat([code_x, code_y]))
+    terms: Terms = {
+        "adv_noisy": lsgan(nets.noisy_discriminator(x_ba), 1.0),
+        "adv_clean": lsgan(nets.clean_discriminator(x_ab), 1.0),
+        "repr_adv": lsgan(repr_score[:batch], 0.5) + lsgan(repr_score[batch:], 0.5),
+        "rec_noisy": l1(x_rec, x),
+        "rec_clean": l1(y_rec, y),
+        "cycle_noisy": l1(x_cyc, x),
+        "cycle_clean": l1(y_cyc, y),
+        "latent": sum(latent_penalty(z) for z in (code_x, noise_code_x, code_y, code_ab, noise_code_ba, code_ba)),  # type: ignore[dict-item]
+        "background": background_consistency(x_ab, x) + background_consistency(x_ba, y),
+    }
+    if vgg is not None:
+        with torch.no_grad():  # targets: no backward through VGG for the real images
+            f_x, f_y = vgg(torch.cat([x, y])).chunk(2)
+        f_ab, f_ba = vgg(torch.cat([x_ab, x_ba])).chunk(2)
+        terms["semantic"] = semantic_consistency(f_ab, f_x) + semantic_consistency(f_ba, f_y)
+    images = {"x": x.detach(), "x_ab": x_ab.detach(), "y": y.detach(), "x_ba": x_ba.detach()}
+    return terms, images
