@@ -7,6 +7,10 @@ exactly as a saved noisy file would be (``clip(round(clean + N(0, sigma)), 0, 25
 images), plus a description of the machine. Outputs are quantised to 8 bit before scoring too,
 as a saved restored file would be.
 
+With ``pairs`` (``invrep bench --pairs``) the noisy images are real files scored against their
+references (``pairs``); rows have no sigma, and NLM and BM3D run once per kind of per-image level:
+estimated from the noisy image, and the oracle std(noisy - reference), an upper bound.
+
 What is measured:
 - MP/s = input megapixels / seconds inside the one-image restore call (compute + tiling + the
   array conversions around it; no file I/O). For network rows the first image is restored once
@@ -22,8 +26,8 @@ What is measured:
   measured span, so its peak counts.
 
 The parts live by role: ``synthetic`` (clean images, noise, PSNR/SSIM, shared with demo),
-``baselines`` (NLM, BM3D), ``memory`` (CPU peak RSS); network rows restore through
-``restore.plan_restore`` exactly as ``invrep restore`` does. Nothing here imports Typer or Rich; the
+``baselines`` (NLM, BM3D), ``memory`` (CPU peak RSS), ``pairs`` (real pairs); network rows restore
+through ``restore.plan_restore`` exactly as ``invrep restore`` does. Nothing here imports Typer or Rich; the
 CLI renders ``BenchResult``.
 """
 
@@ -45,6 +49,7 @@ from invrep_cli.baselines import BASELINES, bm3d_denoise, nlm_denoise, nlm_h
 from invrep_cli.config import ModelConfig
 from invrep_cli.errors import InvrepError, UsageError, WeightsError
 from invrep_cli.memory import CpuPeak
+from invrep_cli.pairs import NOISY_PATTERN, REF_PATTERN
 from invrep_cli.synthetic import add_noise, image_metrics, load_clean_images, noise_seed, to_uint8
 
 BACKENDS = ("torch", "onnx")
@@ -54,8 +59,13 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 class BenchConfig:
     """Everything ``invrep bench`` needs; built by the CLI."""
 
-    #: folder of clean images; None uses scikit-image's sample photos
+    #: folder of clean images; None uses scikit-image's sample photos. With ``pairs``: the folder of pairs
     clean_dir: str | None = None
+    #: score real noisy/reference pairs from ``clean_dir`` instead of adding noise (``sigmas`` unused)
+    pairs: bool = False
+    #: pairs mode: one '*' each, matched against paths relative to ``clean_dir``; the '*' names the pair
+    noisy_pattern: str = NOISY_PATTERN
+    ref_pattern: str = REF_PATTERN
     sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)
     #: weights specs (registry name or path); None means the bundled default
     weights: tuple[str | None, ...] = (None,)
@@ -95,6 +105,8 @@ class BenchConfig:
             from invrep_cli.restore import RestoreConfig
 
             RestoreConfig(tile=self.tile)  # the same --tile rules as restore (UsageError)
+        if self.pairs and self.clean_dir is None:
+            raise UsageError("--pairs needs a folder of noisy/reference pairs")
 
 
 @dataclass
@@ -102,7 +114,8 @@ class BenchRow:
     """One method configuration at one sigma. ``skipped`` holds the reason when it did not run."""
 
     method: str
-    sigma: float
+    #: the added noise level (0-255); None in pairs mode, where the noise is in the files
+    sigma: float | None
     backend: str = "-"
     device: str = "-"
     precision: str = "-"
@@ -121,10 +134,17 @@ class BenchRow:
     skipped: str | None = None
     #: set when the row was available but failed while running (exit 1)
     failed: str | None = None
+    #: pairs mode, classical rows: the per-image level they were given, "estimated" (from the noisy
+    #: image, as a user could) or "oracle" (std(noisy - reference)); levels are in detail
+    noise_level: str | None = None
+    #: True for oracle rows: a level a user would not have, so a bound rather than a result
+    upper_bound: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
 
     def label(self) -> str:
         parts = [self.method]
+        if self.noise_level:
+            parts.append(self.noise_level)
         if self.weights:
             parts.append(self.weights)
         if self.backend != "-":
@@ -146,6 +166,7 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "mode": "pairs" if self.config.get("pairs") else "synthetic",
             "rows": [dataclasses.asdict(r) for r in self.rows],
             "machine": self.machine,
             "config": self.config,
@@ -209,6 +230,8 @@ class _Job:
     precision: str = "fp32"
     tile: int | None = None
     threads: int | None = None
+    #: classical methods in pairs mode: each image's own noise level (0-255) instead of the sigma key
+    levels: list[float] | None = None
 
 
 @dataclass
@@ -260,12 +283,14 @@ def _run_baseline(job: _Job, result: _JobResult, fn: Callable[[np.ndarray, float
     probe.start()
     # warm-up on a corner of the first image: library and thread-pool start-up stay out of MP/s
     first_sigma = next(iter(job.noisy))
-    fn(np.ascontiguousarray(job.noisy[first_sigma][0][:64, :64]), first_sigma, job.gray_flags[0])
+    fn(np.ascontiguousarray(job.noisy[first_sigma][0][:64, :64]), max(first_sigma, 1.0), job.gray_flags[0])
     for sigma, noisies in job.noisy.items():
         outs, total = [], 0.0
-        for img, gray in zip(noisies, job.gray_flags, strict=True):
+        levels = job.levels or [sigma] * len(noisies)
+        for img, gray, level in zip(noisies, job.gray_flags, levels, strict=True):
             t0 = time.perf_counter()
-            outs.append(fn(img, sigma, gray))
+            # an estimate of 0 (no flat areas to measure) leaves the image as it is
+            outs.append(fn(img, level, gray) if level > 0 else img.copy())
             total += time.perf_counter() - t0
         result.outputs[sigma] = outs
         result.seconds[sigma] = total
@@ -529,23 +554,76 @@ def _describe_weights(spec: str | None) -> tuple[Path, str, str]:
     return path, name, sha256_file(path)[:12]
 
 
-def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> BenchResult:
-    """Noise the clean images, restore them with every method, score them; one row per method x sigma."""
-    log = log or (lambda _msg: None)
+@dataclass
+class _Inputs:
+    """What every row restores and is scored against, in either mode."""
+
+    names: list[str]
+    #: uint8 images the rows are scored against: clean images, or the references of pairs
+    references: list[np.ndarray]
+    #: uint8 noisy images per sigma; pairs mode has one key, 0.0 (the noise is in the files)
+    noisy: dict[float, list[np.ndarray]]
+    image_info: list[dict[str, Any]]
+    notes: list[str]
+    pairs: bool = False
+    #: pairs mode: each image's level (0-255) for the classical rows, by kind (see pairs.LEVELS)
+    levels: dict[str, list[float]] = field(default_factory=dict)
+
+    def folder(self, sigma: float) -> str:
+        """Where --save-dir keeps this sigma's images (pairs mode: the folder itself)."""
+        return "" if self.pairs else f"sigma{sigma:g}"
+
+
+def _image_info(images: Sequence[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+    return [{"name": n, "height": int(a.shape[0]), "width": int(a.shape[1]),
+             "channels": 1 if a.ndim == 2 else int(a.shape[2])} for n, a in images]
+
+
+def _synthetic_inputs(config: BenchConfig, log: Callable[[str], None]) -> _Inputs:
     images, notes = load_clean_images(config.clean_dir, config.limit, config.gray)
-    names = [n for n, _ in images]
     cleans = [a for _, a in images]
-    gray_flags = [a.ndim == 2 for a in cleans]
-    megapixels = sum(a.shape[0] * a.shape[1] for a in cleans) / 1e6
     sigmas = [float(s) for s in config.sigmas]
     noisy = {s: [add_noise(c, s, noise_seed(config.seed, i, s)) for i, c in enumerate(cleans)] for s in sigmas}
+    megapixels = sum(a.shape[0] * a.shape[1] for a in cleans) / 1e6
     log(f"{len(cleans)} images, {megapixels:.3g} MP, sigma {', '.join(f'{s:g}' for s in sigmas)}")
+    return _Inputs([n for n, _ in images], cleans, noisy, _image_info(images), notes)
+
+
+def _pair_inputs(config: BenchConfig, log: Callable[[str], None]) -> _Inputs:
+    from invrep_cli.pairs import load_pairs
+
+    assert config.clean_dir is not None  # BenchConfig refuses pairs mode without a folder
+    pairs, notes = load_pairs(config.clean_dir, config.noisy_pattern, config.ref_pattern, config.limit, config.gray)
+    info = _image_info([(p.files.name, p.noisy) for p in pairs])
+    for item, p in zip(info, pairs, strict=True):
+        item.update(noisy=str(p.files.noisy), reference=str(p.files.reference),
+                    sigma_estimated=round(p.sigma_estimated, 3), sigma_oracle=round(p.sigma_oracle, 3))
+    levels = {"estimated": [p.sigma_estimated for p in pairs], "oracle": [p.sigma_oracle for p in pairs]}
+    megapixels = sum(p.noisy.shape[0] * p.noisy.shape[1] for p in pairs) / 1e6
+    log(f"{len(pairs)} pairs, {megapixels:.3g} MP, noise level (0-255) estimated {np.mean(levels['estimated']):.2f}, "
+        f"oracle {np.mean(levels['oracle']):.2f} (means over pairs)")
+    notes.append("pairs: classical rows run once with each image's level estimated from the noisy image alone "
+                 "(noise.estimate_sigma, as training's stage 1) and once with the oracle level std(noisy - reference): "
+                 "a level a user does not have, so oracle rows are upper bounds, not results")
+    return _Inputs([p.files.name for p in pairs], [p.reference for p in pairs], {0.0: [p.noisy for p in pairs]},
+                   info, notes, pairs=True, levels=levels)
+
+
+def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> BenchResult:
+    """Noise the clean images (or read noisy/reference pairs), restore them with every method, score
+    them; one row per method x sigma (pairs mode: per method x level for the classical methods)."""
+    log = log or (lambda _msg: None)
+    inputs = _pair_inputs(config, log) if config.pairs else _synthetic_inputs(config, log)
+    cleans, noisy, notes = inputs.references, inputs.noisy, inputs.notes
+    gray_flags = [a.ndim == 2 for a in cleans]
+    megapixels = sum(a.shape[0] * a.shape[1] for a in cleans) / 1e6
+    sigmas = list(noisy)
 
     machine = machine_info()
     rows: list[BenchRow] = []
     save_root = Path(config.save_dir) if config.save_dir else None
     if save_root is not None:
-        _save_inputs(save_root, names, cleans, noisy)
+        _save_inputs(save_root, inputs)
 
     def save_outputs(label: str, outputs: dict[float, list[np.ndarray]]) -> None:
         # written as each job finishes, so restored images are not all held until the end
@@ -553,7 +631,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
             return
         for s, outs in outputs.items():
             for i, img in enumerate(outs):
-                _save_png(save_root / f"sigma{s:g}" / _safe(label) / f"{i:03d}.png", img)
+                _save_png(save_root / inputs.folder(s) / _safe(label) / f"{i:03d}.png", img)
 
     def add_rows(template: BenchRow, result: _JobResult) -> None:
         for s in sigmas:
@@ -568,12 +646,23 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
         for r in rows:  # nothing was computed: no speed or memory to report
             r.mp_per_s = r.seconds = None
     for method in ("nlm", "bm3d"):
-        if method in config.baselines:
-            log(f"running {method}")
-            result = _execute(_Job(method=method, noisy=noisy, gray_flags=gray_flags), config.isolate)
+        if method not in config.baselines:
+            continue
+        # synthetic mode: one job at each sigma; pairs mode: one job per kind of per-image level
+        for level, levels in list(inputs.levels.items()) or [(None, None)]:
+            log(f"running {method}" + (f" at the {level} noise level" if level else ""))
+            job = _Job(method=method, noisy=noisy, gray_flags=gray_flags, levels=levels)
+            result = _execute(job, config.isolate)
             backend = "opencv" if method == "nlm" else "bm3d"
-            template = BenchRow(method=method, sigma=0.0, backend=backend, device="cpu", precision="fp32")
-            if method == "nlm":
+            template = BenchRow(method=method, sigma=0.0, backend=backend, device="cpu", precision="fp32",
+                                noise_level=level, upper_bound=level == "oracle")
+            if levels is not None:
+                template.detail["sigma_per_image"] = [round(v, 3) for v in levels]
+                template.detail["sigma_mean"] = round(float(np.mean(levels)), 3)
+                if method == "nlm":
+                    template.detail["h_per_image"] = [round(nlm_h(v, g), 2) for v, g in zip(levels, gray_flags,
+                                                                                            strict=True)]
+            elif method == "nlm":
                 template.detail["h"] = {f"{s:g}": round(nlm_h(s, gray=False), 2) for s in sigmas}
                 template.detail["h_gray"] = {f"{s:g}": round(nlm_h(s, gray=True), 2) for s in sigmas}
             add_rows(template, result)
@@ -595,13 +684,15 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
                                         Path(tmp), log, save_outputs))
 
     order = {s: i for i, s in enumerate(sigmas)}
-    rows.sort(key=lambda r: order[r.sigma])  # stable: method order kept within each sigma
-    cfg = dataclasses.asdict(config)
-    image_info = [{"name": n, "height": int(a.shape[0]), "width": int(a.shape[1]),
-                   "channels": 1 if a.ndim == 2 else int(a.shape[2])} for n, a in images]
+    # stable: method order kept within each sigma; upper bounds (pairs mode) after the real results
+    rows.sort(key=lambda r: (order[r.sigma], r.upper_bound))
+    if inputs.pairs:
+        for r in rows:
+            r.sigma = None
     notes.append("MP/s: input megapixels / seconds of the one-image restore call (compute + tiling, no file I/O); "
                  "network rows after one untimed warm-up image")
-    return BenchResult(rows=rows, machine=machine, config=cfg, images=image_info, notes=notes)
+    return BenchResult(rows=rows, machine=machine, config=dataclasses.asdict(config), images=inputs.image_info,
+                       notes=notes)
 
 
 def _model_rows(
@@ -696,11 +787,11 @@ def _calibration_photos(folder: Path) -> Path:
     return folder
 
 
-def _save_inputs(root: Path, names: list[str], cleans: list[np.ndarray], noisy: dict[float, list[np.ndarray]]) -> None:
-    """Clean and noisy images as PNG, and index.txt saying which number is which input file."""
-    for i, clean in enumerate(cleans):
-        _save_png(root / "clean" / f"{i:03d}.png", clean)
-    for s, images in noisy.items():
+def _save_inputs(root: Path, inputs: _Inputs) -> None:
+    """Clean (or reference) and noisy images as PNG, and index.txt saying which number is which input."""
+    for i, clean in enumerate(inputs.references):
+        _save_png(root / ("reference" if inputs.pairs else "clean") / f"{i:03d}.png", clean)
+    for s, images in inputs.noisy.items():
         for i, img in enumerate(images):
-            _save_png(root / f"sigma{s:g}" / "noisy" / f"{i:03d}.png", img)
-    (root / "index.txt").write_text("".join(f"{i:03d}\t{n}\n" for i, n in enumerate(names)), encoding="utf-8")
+            _save_png(root / inputs.folder(s) / "noisy" / f"{i:03d}.png", img)
+    (root / "index.txt").write_text("".join(f"{i:03d}\t{n}\n" for i, n in enumerate(inputs.names)), encoding="utf-8")

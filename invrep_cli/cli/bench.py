@@ -20,7 +20,7 @@ from invrep_cli.cli.common import (
 from invrep_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from invrep_cli.bench import BenchResult
+    from invrep_cli.bench import BenchResult, BenchRow
 
 
 def _split(value: str | None) -> list[str]:
@@ -45,25 +45,38 @@ _COLUMNS = (
 )
 
 
-def _cells(result: BenchResult) -> tuple[list[tuple[str, str]], list[tuple[float, list[str], str | None]]]:
-    """Columns (name, justify) and rows (sigma, plain-text cells, "skipped" | "failed" | None)."""
+def _level(row: BenchRow) -> str:
+    """Pairs mode's first cell: the mean level a classical row was given, and which kind."""
+    if row.noise_level is None:
+        return "-"
+    bound = ", upper bound" if row.upper_bound else ""
+    return f"{row.detail.get('sigma_mean', 0.0):.2f} {row.noise_level}{bound}"
+
+
+def _cells(result: BenchResult) -> tuple[list[tuple[str, str]], list[tuple[object, list[str], str | None]]]:
+    """Columns (name, justify) and rows (group, plain-text cells, "skipped" | "failed" | None); a new
+    group (a sigma; in pairs mode, the upper bounds) starts a new section."""
     with_notes = any(r.skipped or r.failed for r in result.rows)
+    pairs = bool(result.config.get("pairs"))
     columns = list(_COLUMNS[: None if with_notes else -1])
+    if pairs:
+        columns[0] = ("sigma given", "left")
     rows = []
     for row in result.rows:
         weights = f"{row.weights} {row.weights_sha256}" if row.weights else "-"
         cells = [
-            f"{row.sigma:g}", row.method, weights, row.backend, row.device, row.precision,
+            _level(row) if pairs else f"{row.sigma:g}", row.method, weights, row.backend, row.device, row.precision,
             "-" if row.tile is None else "whole" if row.tile == 0 else str(row.tile), _fmt(row.mp_per_s, 3),
             _fmt(row.peak_memory_mb, 0), _fmt(row.psnr, 2), _fmt(row.ssim, 4),
         ]
         if with_notes:
             cells.append(row.skipped and f"skipped: {row.skipped}" or row.failed and f"failed: {row.failed}" or "")
-        rows.append((row.sigma, cells, "skipped" if row.skipped else "failed" if row.failed else None))
+        group = row.upper_bound if pairs else row.sigma
+        rows.append((group, cells, "skipped" if row.skipped else "failed" if row.failed else None))
     return columns, rows
 
 
-def _plain_table(columns: list[tuple[str, str]], rows: list[tuple[float, list[str], str | None]]) -> str:
+def _plain_table(columns: list[tuple[str, str]], rows: list[tuple[object, list[str], str | None]]) -> str:
     """Space-aligned columns, nothing cut: for pipes and files, where there is no terminal width."""
     widths = [max([len(name)] + [len(cells[i]) for _, cells, _ in rows]) for i, (name, _) in enumerate(columns)]
 
@@ -73,10 +86,10 @@ def _plain_table(columns: list[tuple[str, str]], rows: list[tuple[float, list[st
         return "  ".join(padded).rstrip()
 
     out, previous = [line([name for name, _ in columns])], None
-    for sigma, cells, _ in rows:
-        if previous is not None and sigma != previous:
+    for group, cells, _ in rows:
+        if previous is not None and group != previous:
             out.append("")
-        previous = sigma
+        previous = group
         out.append(line(cells))
     return "\n".join(out)
 
@@ -86,7 +99,8 @@ def _render(result: BenchResult) -> None:
     from rich.table import Table
 
     m = result.machine
-    title = f"invrep bench: {len(result.images)} images, " + ", ".join(
+    kind = "pairs" if result.config.get("pairs") else "images"
+    title = f"invrep bench: {len(result.images)} {kind}, " + ", ".join(
         f"{i['name']} {i['width']}x{i['height']}" for i in result.images[:6]
     )
     columns, rows = _cells(result)
@@ -100,10 +114,10 @@ def _render(result: BenchResult) -> None:
         for col, justify in columns:
             table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
         previous = None
-        for sigma, cells, status in rows:
-            if previous is not None and sigma != previous:
+        for group, cells, status in rows:
+            if previous is not None and group != previous:
                 table.add_section()
-            previous = sigma
+            previous = group
             # reasons quote paths and pip extras like invrep[bm3d]: not Rich markup
             text = [escape(c) for c in cells]
             if status == "failed":
@@ -126,9 +140,27 @@ def _render(result: BenchResult) -> None:
 def bench_command(
     clean_dir: Annotated[
         Path | None,
-        typer.Argument(help="Folder of clean images. Default: scikit-image's sample photos (offline)."),
+        typer.Argument(help="Folder of clean images (with --pairs: of noisy/reference pairs). "
+                       "Default: scikit-image's sample photos (offline)."),
     ] = None,
-    sigma: Annotated[str, typer.Option("--sigma", help="Gaussian noise levels (0-255), comma list.")] = "15,25,50",
+    sigma: Annotated[
+        str | None, typer.Option("--sigma", help="Gaussian noise levels (0-255), comma list; default 15,25,50.")
+    ] = None,
+    pairs: Annotated[
+        bool,
+        typer.Option("--pairs", help="Score real noisy/reference pairs from the folder instead of adding noise; "
+                     "NLM and BM3D get each image's estimated level, and the oracle level as an upper bound."),
+    ] = False,
+    noisy_pattern: Annotated[
+        str | None,
+        typer.Option("--noisy-pattern", help="With --pairs: noisy files, relative to the folder, one '*' naming "
+                     "the pair; default *_real.png (CC15)."),
+    ] = None,
+    ref_pattern: Annotated[
+        str | None,
+        typer.Option("--ref-pattern", help="With --pairs: reference files, one '*' naming the pair. "
+                     "Default *_mean.png (CC15)."),
+    ] = None,
     weights: Annotated[
         list[str] | None,
         typer.Option("--weights", "-w", help="Weights to compare (repeatable or comma list); default: bundled."),
@@ -169,9 +201,16 @@ def bench_command(
 
     with core_errors():
         specs: list[str | None] = [w for item in (weights or []) for w in _split(item)] or [None]
+        if pairs and sigma is not None:
+            raise UsageError("--sigma adds noise to clean images; with --pairs the noise is in the files")
+        if not pairs and (noisy_pattern or ref_pattern):
+            raise UsageError("--noisy-pattern and --ref-pattern go with --pairs")
+        patterns = {k: v for k, v in (("noisy_pattern", noisy_pattern), ("ref_pattern", ref_pattern)) if v}
         config = BenchConfig(
             clean_dir=str(clean_dir) if clean_dir is not None else None,
-            sigmas=_sigmas(sigma),
+            sigmas=_sigmas(sigma or "15,25,50"),
+            pairs=pairs,
+            **patterns,
             weights=tuple(specs),
             backends=tuple(_split(backends)),
             precisions=tuple(_split(precisions)) or ("auto",),
