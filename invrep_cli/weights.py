@@ -284,9 +284,7 @@ def locate_weights(
 ) -> ResolvedWeights:
     """Resolve a weights spec (see the module docstring), downloading if needed; ``force`` re-downloads."""
     if spec is None:
-        entries = load_registry()
-        default = next((e for e in entries if e["name"] == DEFAULT_WEIGHTS), None)
-        default = default or next((e for e in entries if e["bundled"]), None)
+        default = _default_entry(load_registry())
         if default is None:
             raise WeightsError(f"no default weights: registry {registry_path()} has no bundled entry; pass --weights")
         return _resolve_entry(default, progress, offline, force)
@@ -312,6 +310,12 @@ def locate_weights(
     )
 
 
+def _default_entry(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The entry used without --weights: DEFAULT_WEIGHTS if registered, else the first bundled one."""
+    default = next((e for e in entries if e["name"] == DEFAULT_WEIGHTS), None)
+    return default or next((e for e in entries if e["bundled"]), None)
+
+
 def resolve_weights(spec: str | None, progress: Progress | None = None, offline: bool = False) -> Path:
     """The weights file for ``spec``: bundled default, path, registry name or URL (see module docstring)."""
     return locate_weights(spec, progress=progress, offline=offline).path
@@ -321,10 +325,13 @@ def list_weights() -> list[dict[str, Any]]:
     """Registry entries with where each file is (or would be) and whether it is present.
 
     ``cached`` means usable without the network: a bundled file present, or a download in the cache
-    of the registered size (the digest is checked when it is used).
+    of the registered size (the digest is checked when it is used). ``default`` marks the entry used
+    when no --weights is given.
     """
     rows = []
-    for entry in load_registry():
+    entries = load_registry()
+    default = _default_entry(entries)
+    for entry in entries:
         path = _cache_path(entry)
         if entry["bundled"] and (_bundled_path(entry).is_file() or not path.is_file()):
             path = _bundled_path(entry)
@@ -334,6 +341,7 @@ def list_weights() -> list[dict[str, Any]]:
             {
                 "name": entry["name"],
                 "description": entry["description"],
+                "default": entry is default,
                 "size": size,
                 "cached": present,
                 "bundled": entry["bundled"],

@@ -226,3 +226,49 @@ def test_cli_download_failures_exit_2(registry: list[dict], tmp_path: Path, monk
     failed = runner.invoke(app, ["weights", "download", "tiny-remote"])
     assert failed.exit_code == 2
     assert registry[1]["url"] in failed.stderr.replace("\n", "")
+
+
+def test_list_says_what_each_model_is_for_and_restore_picks_one_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two bundled models, as the shipped registry has (Gaussian and real noise): `weights list`
+    shows each with its description and marks the default; `restore --weights NAME` runs that one."""
+    import torch
+
+    from invrep_cli.checkpoint import save_restorer
+    from invrep_cli.config import ModelConfig
+    from invrep_cli.models.restorer import Restorer
+    from tests.conftest import write_images
+
+    monkeypatch.setenv(weights.HOME_ENV, str(tmp_path / "home"))
+    tiny = ModelConfig(name="tiny", width=4, n_res_blocks=1, disc_width=4, disc_scales=2, disc_layers=2)
+    entries = []
+    for seed, name, use in ((0, "tiny-gauss", "for Gaussian noise"), (1, "tiny-real", "for camera noise [JPEG]")):
+        torch.manual_seed(seed)
+        path = save_restorer(Restorer(tiny).eval(), tmp_path / f"{name}.safetensors")
+        entries.append({"name": name, "bundled": True, "file": str(path), "sha256": sha(path.read_bytes()),
+                        "description": use})
+    write_registry(tmp_path / "registry.json", entries, monkeypatch)
+
+    listed = runner.invoke(app, ["weights", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {r["name"]: r for r in json.loads(listed.stdout)["weights"]}
+    assert {n: (r["description"], r["default"]) for n, r in rows.items()} == {
+        "tiny-gauss": ("for Gaussian noise", True),  # no lir-unet-gauss here: the first bundled entry
+        "tiny-real": ("for camera noise [JPEG]", False)}
+    table = runner.invoke(app, ["weights", "list"])  # piped: one whole line per model
+    lines = {line.split()[0]: line for line in table.stdout.splitlines() if line.startswith("tiny-")}
+    assert lines["tiny-gauss"].split()[:2] == ["tiny-gauss", "yes"]
+    assert lines["tiny-gauss"].endswith("for Gaussian noise")
+    assert "bundled" in lines["tiny-real"] and lines["tiny-real"].endswith("for camera noise [JPEG]")
+
+    write_images(tmp_path / "in", 1, size=(32, 32))
+    outputs = {}
+    for name in ("tiny-real", "tiny-gauss"):
+        result = runner.invoke(app, ["restore", str(tmp_path / "in"), str(tmp_path / name), "--weights", name,
+                                     "--device", "cpu", "--threads", "1", "--json"])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["weights"] == str(tmp_path / f"{name}.safetensors")
+        outputs[name] = (tmp_path / name / "img_000.png").read_bytes()
+    assert outputs["tiny-real"] != outputs["tiny-gauss"]  # two networks, two results

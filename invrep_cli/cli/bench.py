@@ -15,6 +15,7 @@ from invrep_cli.cli.common import (
     console,
     console_err,
     core_errors,
+    plain_table,
     print_json,
 )
 from invrep_cli.errors import UsageError
@@ -76,24 +77,6 @@ def _cells(result: BenchResult) -> tuple[list[tuple[str, str]], list[tuple[objec
     return columns, rows
 
 
-def _plain_table(columns: list[tuple[str, str]], rows: list[tuple[object, list[str], str | None]]) -> str:
-    """Space-aligned columns, nothing cut: for pipes and files, where there is no terminal width."""
-    widths = [max([len(name)] + [len(cells[i]) for _, cells, _ in rows]) for i, (name, _) in enumerate(columns)]
-
-    def line(cells: list[str]) -> str:
-        padded = [c.rjust(w) if justify == "right" else c.ljust(w)
-                  for c, w, (_, justify) in zip(cells, widths, columns, strict=True)]
-        return "  ".join(padded).rstrip()
-
-    out, previous = [line([name for name, _ in columns])], None
-    for group, cells, _ in rows:
-        if previous is not None and group != previous:
-            out.append("")
-        previous = group
-        out.append(line(cells))
-    return "\n".join(out)
-
-
 def _render(result: BenchResult) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -107,7 +90,7 @@ def _render(result: BenchResult) -> None:
     if not console.is_terminal:
         # piped or redirected: no width to fit, so every cell whole (a Rich table would cut to 80 columns)
         print(title)
-        print(_plain_table(columns, rows))
+        print(plain_table(columns, rows))
     else:
         # a narrow terminal folds long cells onto more lines instead of cutting them with an ellipsis
         table = Table(title=title, title_justify="left")

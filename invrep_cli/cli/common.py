@@ -43,3 +43,22 @@ def core_errors() -> Iterator[None]:
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
     sys.stdout.flush()
+
+
+def plain_table(columns: list[tuple[str, str]], rows: list[tuple[object, list[str], str | None]]) -> str:
+    """Space-aligned columns, nothing cut: for pipes and files, where there is no terminal width (a Rich
+    table would cut to 80 columns). Rows are (group, cells, status); a blank line parts the groups."""
+    widths = [max([len(name)] + [len(cells[i]) for _, cells, _ in rows]) for i, (name, _) in enumerate(columns)]
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) if justify == "right" else c.ljust(w)
+                  for c, w, (_, justify) in zip(cells, widths, columns, strict=True)]
+        return "  ".join(padded).rstrip()
+
+    out, previous = [line([name for name, _ in columns])], None
+    for group, cells, _ in rows:
+        if previous is not None and group != previous:
+            out.append("")
+        previous = group
+        out.append(line(cells))
+    return "\n".join(out)

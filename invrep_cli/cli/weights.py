@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from invrep_cli.cli.common import JsonOpt, QuietOpt, console, console_err, core_errors, print_json
+from invrep_cli.cli.common import JsonOpt, QuietOpt, console, console_err, core_errors, plain_table, print_json
 
 app = typer.Typer(
     help="List and download registered weights (bundled ones and verified downloads into the cache).",
@@ -28,9 +28,16 @@ def _human_size(size: int | None) -> str:
     return f"{size} B"
 
 
+def _where(row: dict[str, Any]) -> str:
+    """Where a listed entry's file is: bundled or cached (usable offline), to download, or missing."""
+    if row["cached"]:
+        return "bundled" if row["bundled"] else "cached"
+    return "download" if row["url"] else "missing"
+
+
 @app.command("list")
 def list_command(json_out: JsonOpt = False) -> None:
-    """List registered weights: size, whether present locally (bundled or cached), description."""
+    """List registered weights and what each is for: the default one, size, bundled, present locally."""
     from invrep_cli.weights import cache_dir, list_weights, registry_path
 
     with core_errors():
@@ -38,19 +45,25 @@ def list_command(json_out: JsonOpt = False) -> None:
     if json_out:
         print_json({"registry": str(registry_path()), "cache": str(cache_dir()), "weights": rows})
         return
+    columns = [("name", "left"), ("default", "left"), ("size", "right"), ("here", "left"), ("what it is for", "left")]
+    cells = [[row["name"], "yes" if row["default"] else "-", _human_size(row["size"]), _where(row),
+              row["description"] or "-"] for row in rows]
+    where = f"registry {registry_path()}\ncache {cache_dir()}"
+    if not console.is_terminal:
+        # piped: one whole line per model, so `invrep weights list | grep real` finds it
+        print(plain_table(columns, [(None, c, None) for c in cells]))
+        print(where)
+        return
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(caption=f"registry {registry_path()}\ncache {cache_dir()}", caption_justify="left")
-    for column in ("name", "size", "cached", "bundled", "description"):
-        table.add_column(column, justify="right" if column == "size" else "left")
-    for row in rows:
-        table.add_row(
-            row["name"],
-            _human_size(row["size"]),
-            "yes" if row["cached"] else "no",
-            "yes" if row["bundled"] else "no",
-            row["description"],
-        )
+    table = Table(caption=where, caption_justify="left")
+    for name, justify in columns:
+        # names stay whole; a narrow terminal folds the description rather than cutting it
+        table.add_column(name, justify=justify, no_wrap=name == "name", overflow="fold",  # type: ignore[arg-type]
+                         ratio=1 if name == "what it is for" else None)
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
     console.print(table)
 
 
