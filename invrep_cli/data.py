@@ -24,11 +24,13 @@ import numpy as np
 import torch
 
 from invrep_cli.errors import DataError, UsageError
+from invrep_cli.imageio import IMAGE_SUFFIXES
 
 #: decoded training images kept in memory per data-loading process (float32 values: 4 bytes each)
 CACHE_PIXELS = 300_000_000
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+# the same formats restore reads (one list, in imageio)
+IMAGE_EXTENSIONS = frozenset(IMAGE_SUFFIXES)
 
 WarnFn = Callable[[str], None]
 
