@@ -374,6 +374,19 @@ def _run_model(job: _Job, result: _JobResult) -> None:
         result.memory_method = "device memory taken during the run (cudaMemGetInfo; ORT arena)"
 
 
+def exit_with_parent(parent: int, poll_seconds: float = 0.5) -> None:
+    """In a row's subprocess: exit as soon as ``parent`` is gone. A killed or interrupted
+    ``invrep bench`` otherwise left its current row running on, orphaned, for minutes."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _execute(job: _Job, isolate: bool) -> _JobResult:
     if not isolate:
         return _run_job(job)
@@ -383,7 +396,9 @@ def _execute(job: _Job, isolate: bool) -> _JobResult:
 
     ctx = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=exit_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             return pool.submit(_run_job, job).result()
     except BrokenProcessPool as exc:  # killed (out of memory) or crashed in native code
         return _JobResult(failed=f"the benchmark subprocess died ({exc})")

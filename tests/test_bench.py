@@ -275,3 +275,16 @@ def test_clean_images_over_the_pixel_limit_are_left_out(tmp_path: Path, monkeypa
     images, notes = load_clean_images(tmp_path / "clean")
     assert [name for name, _ in images] == ["img_000.png"]
     assert "over the 0.0016 MP decompression-bomb limit" in notes[0]
+
+
+def test_a_row_subprocess_does_not_outlive_bench() -> None:
+    """The watcher every row's subprocess starts: once its parent is gone (here: a pid that is not
+    its parent) it exits instead of running on, orphaned."""
+    import subprocess
+    import sys
+    import time
+
+    code = "import time\nfrom invrep_cli.bench import exit_with_parent\nexit_with_parent(-1, 0.05)\ntime.sleep(30)\n"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], timeout=25)
+    assert proc.returncode == 1 and time.monotonic() - start < 20
