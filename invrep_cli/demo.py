@@ -3,6 +3,7 @@ the bundled weights, and a side-by-side comparison image (noisy | restored | cle
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,32 @@ def make_samples(out_dir: Path, sigma: float = 25.0, seed: int = 0) -> list[Demo
     return samples
 
 
+def labelled_row(
+    panels: Sequence[tuple[str, np.ndarray]], height: int, resample: Image.Resampling = Image.Resampling.LANCZOS,
+    font_size: int | None = None,
+) -> Image.Image:
+    """uint8 images side by side, each resized to ``height`` and labelled at its top left
+    (``font_size``: Pillow's scalable default font at that size; None: its small bitmap font)."""
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(font_size) if font_size else None
+    row_panels = []
+    for label, arr in panels:
+        pil = Image.fromarray(arr).convert("RGB")
+        pil = pil.resize((round(pil.width * height / pil.height), height), resample)
+        draw = ImageDraw.Draw(pil)
+        # yellow on a dark box: readable over bright sky and dark shadow alike
+        draw.rectangle(draw.textbbox((6, 6), label, font=font), fill=(0, 0, 0))
+        draw.text((6, 6), label, fill=(255, 255, 0), font=font)
+        row_panels.append(pil)
+    row = Image.new("RGB", (sum(p.width for p in row_panels), height))
+    x = 0
+    for p in row_panels:
+        row.paste(p, (x, 0))
+        x += p.width
+    return row
+
+
 def comparison_image(samples: list[DemoSample], restored_dir: Path, out_path: Path, height: int = 256) -> list[dict]:
     """Rows of noisy | restored | clean, each labelled with its PSNR against clean; returns the PSNRs."""
     rows, scores = [], []
@@ -48,22 +75,8 @@ def comparison_image(samples: list[DemoSample], restored_dir: Path, out_path: Pa
         clean, noisy, restored = (read_uint8(path) for path in (s.clean, s.noisy, restored_dir / s.noisy.name))
         psnr_noisy, psnr_restored = psnr(clean, noisy), psnr(clean, restored)
         scores.append({"image": s.name, "psnr_noisy": round(psnr_noisy, 2), "psnr_restored": round(psnr_restored, 2)})
-        panels = []
-        for label, arr in (
-            (f"noisy {psnr_noisy:.2f} dB", noisy),
-            (f"invrep {psnr_restored:.2f} dB", restored),
-            ("clean", clean),
-        ):
-            pil = Image.fromarray(arr)
-            pil = pil.resize((round(pil.width * height / pil.height), height), Image.Resampling.LANCZOS)
-            ImageDraw.Draw(pil).text((6, 6), label, fill=(255, 255, 0))
-            panels.append(pil)
-        row = Image.new("RGB", (sum(p.width for p in panels), height))
-        x = 0
-        for p in panels:
-            row.paste(p, (x, 0))
-            x += p.width
-        rows.append(row)
+        rows.append(labelled_row([(f"noisy {psnr_noisy:.2f} dB", noisy), (f"invrep {psnr_restored:.2f} dB", restored),
+                                  ("clean", clean)], height))
     sheet = Image.new("RGB", (max(r.width for r in rows), height * len(rows)))
     for i, r in enumerate(rows):
         sheet.paste(r, (0, i * height))

@@ -153,3 +153,26 @@ def test_cli_pairs_usage_errors_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, [*base, "--sigma", "25"]).exit_code == 2
     assert runner.invoke(app, ["bench", "--pairs", "--backends", ""]).exit_code == 2
     assert runner.invoke(app, ["bench", str(tmp_path), "--noisy-pattern", "*_x.png", "--backends", ""]).exit_code == 2
+
+
+def test_cc15_crops_script_writes_one_labelled_strip(tmp_path: Path, two_weights: list[Path]) -> None:
+    """benchmarks/cc15_crops.py on a tiny pair and two random tiny models: five panels of crop x scale."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cc15_crops.py"
+    spec = importlib.util.spec_from_file_location("cc15_crops", script)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    write_pairs(tmp_path / "pairs", 2, size=64)
+    out = tmp_path / "strip" / "crop.png"
+    args = [str(out), "-a", str(two_weights[0]), "-b", str(two_weights[1]), "--folder", str(tmp_path / "pairs"),
+            "--crop", "40", "--scale", "2", "--threads", "1"]
+    assert module.main(args) == 0
+    with Image.open(out) as strip:
+        assert strip.size == (5 * 80, 80)
+        # the last panel is the reference crop (centred), magnified 2x by nearest neighbour
+        reference = np.asarray(Image.open(tmp_path / "pairs" / "img_000_mean.png"))[12:52, 12:52]
+        assert np.array_equal(np.asarray(strip.convert("RGB"))[40:, 4 * 80 + 40:][::2, ::2], reference[20:, 20:])
+    assert module.main([*args[:-4], "--pair", "img_001", "--at", "0,0"]) == 0
+    assert module.main([str(out), "-a", "x", "-b", "y", "--folder", str(tmp_path / "missing")]) == 2
