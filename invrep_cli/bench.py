@@ -617,6 +617,10 @@ def _pair_inputs(config: BenchConfig, log: Callable[[str], None]) -> _Inputs:
     megapixels = sum(p.noisy.shape[0] * p.noisy.shape[1] for p in pairs) / 1e6
     log(f"{len(pairs)} pairs, {megapixels:.3g} MP, noise level (0-255) estimated {np.mean(levels['estimated']):.2f}, "
         f"oracle {np.mean(levels['oracle']):.2f} (means over pairs)")
+    unmeasured = [p.files.name for p in pairs if p.sigma_estimated <= 0]
+    if unmeasured:
+        notes.append(f"no noise level could be estimated for {', '.join(unmeasured)} (too few flat areas): the "
+                     "estimated rows leave those images as they are")
     notes.append("pairs: classical rows run once with each image's level estimated from the noisy image alone "
                  "(noise.estimate_sigma, as training's stage 1) and once with the oracle level std(noisy - reference): "
                  "a level a user does not have, so oracle rows are upper bounds, not results")

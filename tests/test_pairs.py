@@ -132,6 +132,9 @@ def test_cli_pairs_rows_json_and_table(tmp_path: Path, two_weights: list[Path]) 
     assert estimated["detail"]["sigma_per_image"] == [i["sigma_estimated"] for i in data["images"]]
     assert oracle["detail"]["sigma_per_image"] == [i["sigma_oracle"] for i in data["images"]]
     assert oracle["detail"]["h_per_image"][0] > 0 and oracle["psnr"] > noisy["psnr"] + 1.0
+    # 48 x 48 is too small for the block estimator: said in a note, and NLM leaves those images alone
+    assert estimated["detail"]["sigma_per_image"] == [0.0, 0.0] and estimated["psnr"] == noisy["psnr"]
+    assert any("img_000, img_001 (too few flat areas)" in note for note in data["notes"])
     for row in rows:
         assert row["skipped"] is None and row["failed"] is None, row
         assert math.isfinite(row["psnr"]) and 0 < row["ssim"] <= 1 and row["images"] == 2
@@ -176,3 +179,20 @@ def test_cc15_crops_script_writes_one_labelled_strip(tmp_path: Path, two_weights
         assert np.array_equal(np.asarray(strip.convert("RGB"))[40:, 4 * 80 + 40:][::2, ::2], reference[20:, 20:])
     assert module.main([*args[:-4], "--pair", "img_001", "--at", "0,0"]) == 0
     assert module.main([str(out), "-a", "x", "-b", "y", "--folder", str(tmp_path / "missing")]) == 2
+
+
+def test_estimated_level_reaches_nlm(tmp_path: Path) -> None:
+    """A pair the estimator can measure: NLM's estimated row gets that level (not 0) and denoises."""
+    from invrep_cli.bench import BenchConfig, run_bench
+
+    rng = np.random.default_rng(3)
+    ref = np.full((256, 256, 3), 120, dtype=np.uint8)
+    Image.fromarray(ref).save(tmp_path / "flat_mean.png")
+    Image.fromarray(np.clip(np.rint(ref + rng.normal(0, 8, ref.shape)), 0, 255).astype(np.uint8)).save(
+        tmp_path / "flat_real.png")
+    result = run_bench(BenchConfig(clean_dir=str(tmp_path), pairs=True, backends=(), baselines=("noisy", "nlm"),
+                                   isolate=False))
+    noisy, estimated, oracle = result.rows
+    assert estimated.noise_level == "estimated" and oracle.upper_bound
+    assert estimated.detail["sigma_per_image"][0] == pytest.approx(8.0, rel=0.15)
+    assert estimated.detail["h_per_image"][0] > 0 and estimated.psnr > noisy.psnr + 3.0
