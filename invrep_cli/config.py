@@ -130,6 +130,12 @@ class TrainConfig:
     warmup_lr: float = 1e-3
     #: at most this many images of the --noisy folder are used to fit the noise model
     noise_fit_images: int = 200
+    #: share of stage-1 crops made gray (the same value and the same noise in all three channels,
+    #: as restore feeds a gray image): a model that only ever saw independent noise per channel
+    #: leaves gray images' noise in (it reads noise from the channels' differences)
+    gray_fraction: float = 0.25
+    #: start E_X and G_Y from this restorer file (fine-tuning); its model config is used
+    init_weights: str | None = None
     batch_size: int = 16
     crop_size: int = 64
     lr: float = 1e-4

@@ -57,16 +57,29 @@ class TrainingForward:
 
 
 def warm_start_objective(
-    forward: TrainingForward, noise_model: NoiseModel, clean: torch.Tensor
+    forward: TrainingForward, noise_model: NoiseModel, clean: torch.Tensor, gray_fraction: float = 0.0
 ) -> tuple[Terms, Images]:
     """Stage 1: L1 between G_Y(E_X(n(y))) and y for clean crops y in [-1, 1]. No latent noise: this
-    path is the restorer exactly as it runs at inference."""
-    synthetic = noise_model.sample((clean.float() + 1.0) * 0.5) * 2.0 - 1.0
+    path is the restorer exactly as it runs at inference.
+
+    A ``gray_fraction`` of the crops is made gray as restore feeds a gray image: one channel (the
+    channel mean) with its noise, replicated to three, so the restorer learns noise it cannot tell
+    from the channels' differences."""
+    clean01 = (clean.float() + 1.0) * 0.5
+    synthetic = noise_model.sample(clean01)
+    gray = torch.rand(clean.shape[0], device=clean.device) < gray_fraction
+    if gray_fraction > 0 and bool(gray.any()):
+        luma = clean01[gray].mean(1, keepdim=True)
+        clean01 = clean01.clone()
+        clean01[gray] = luma.expand(-1, 3, -1, -1)
+        synthetic[gray] = noise_model.sample(luma).expand(-1, 3, -1, -1)
+    target = clean01 * 2.0 - 1.0
+    synthetic = synthetic * 2.0 - 1.0
     restored = decode_clean(
         forward.config, forward.modules["noisy_encoder"], forward.modules["clean_decoder"], synthetic
     )
-    terms = {"warmup_l1": l1(restored.float(), clean.float())}
-    images = {"x": synthetic.detach(), "x_ab": restored.detach(), "y": clean.detach(), "x_ba": synthetic.detach()}
+    terms = {"warmup_l1": l1(restored.float(), target)}
+    images = {"x": synthetic.detach(), "x_ab": restored.detach(), "y": target.detach(), "x_ba": synthetic.detach()}
     return terms, images
 
 

@@ -298,6 +298,10 @@ class Trainer:
                 raise UsageError(f"{name} must be >= {low}, got {value}")
         if cfg.lr <= 0 or cfg.repr_lr <= 0 or cfg.warmup_lr <= 0:
             raise UsageError("learning rates must be positive")
+        if not 0.0 <= cfg.gray_fraction <= 1.0:
+            raise UsageError(f"--gray-fraction must be in [0, 1], got {cfg.gray_fraction}")
+        if cfg.init_weights is not None and cfg.resume:
+            raise UsageError("--init-weights starts a run; --resume continues one: give one of them")
         if cfg.warmup_steps < 0:
             raise UsageError(f"--warmup-steps must be >= 0, got {cfg.warmup_steps}")
         if cfg.noise_fit_images < 1:
@@ -438,6 +442,9 @@ class Trainer:
             if self.dist.enabled and not self.dist.is_main:
                 # only rank 0's RNG state is stored; other ranks get their own distinct stream
                 torch.manual_seed(self.cfg.seed + 1000 * self.dist.rank + self.step)
+
+        elif self.init_state is not None:
+            self.nets.restorer().load_state_dict(self.init_state)
 
         self._build_ema(ckpt)
 
@@ -582,7 +589,7 @@ class Trainer:
         steps, one D_X/D_Y step, one generator step. Returns (loss terms, images for samples)."""
         if self.in_warmup:
             with self.autocast():
-                terms, images = warm_start_objective(self.forward, self.noise_model, y)
+                terms, images = warm_start_objective(self.forward, self.noise_model, y, self.cfg.gray_fraction)
             self._backward_step("warmup", terms["warmup_l1"])
             self.warmup_scheduler.step()
             terms = {k: v.detach() for k, v in terms.items()}
@@ -711,7 +718,18 @@ class Trainer:
         cfg = self.cfg
         self._check_options()
         ckpt = self._load_resume()
-        self.model_config = ModelConfig.from_dict(ckpt["model_config"]) if ckpt else cfg.model
+        self.init_state = None
+        if ckpt:
+            self.model_config = ModelConfig.from_dict(ckpt["model_config"])
+        elif cfg.init_weights:
+            from invrep_cli.checkpoint import load_restorer
+
+            restorer, _ = load_restorer(cfg.init_weights)
+            self.model_config, self.init_state = restorer.config, restorer.state_dict()
+            if self.model_config != cfg.model:
+                self.warn(f"--init-weights: using the file's model config {self.model_config.name!r}")
+        else:
+            self.model_config = cfg.model
         if ckpt and self.model_config != cfg.model:
             self.warn(
                 f"--resume: using the checkpoint's model config {self.model_config.name!r}, not the options given"

@@ -450,3 +450,44 @@ def test_noisy_folder_without_flat_areas_is_a_clear_error(tmp_path: Path, clean_
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "cannot fit a noise model" in result.output and "--warmup-steps 0" in result.output
+
+
+def test_init_weights_starts_from_a_restorer_file(tmp_path: Path, clean_dir: Path) -> None:
+    from invrep_cli.checkpoint import save_restorer
+    from invrep_cli.config import model_preset
+    from invrep_cli.models import build_restorer
+
+    torch.manual_seed(123)
+    config = model_preset("lir-lite-unet", width=4, disc_width=4, n_res_blocks=1, disc_scales=2)
+    source = build_restorer(config)
+    weights = save_restorer(source, tmp_path / "start.safetensors")
+    out = tmp_path / "run"
+    result = run_train(out, clean_dir, "--steps", "1", "--warmup-steps", "1", "--warmup-lr", "1e-12",
+                       "--init-weights", str(weights))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    nets = torch.load(out / "last.pt", weights_only=True)["networks"]
+    for key, value in source.noisy_encoder.state_dict().items():
+        if value.is_floating_point() and "running" not in key:  # BatchNorm statistics move in train mode
+            assert torch.allclose(nets["noisy_encoder"][key], value, atol=1e-6), key
+    both = run_train(tmp_path / "other", clean_dir, "--steps", "1", "--init-weights", str(weights), "--resume")
+    assert both.exit_code == 2
+
+
+def test_gray_crops_carry_the_same_noise_in_every_channel() -> None:
+    from invrep_cli.config import model_preset
+    from invrep_cli.data import parse_noise
+    from invrep_cli.models import build_models
+    from invrep_cli.noise import NoiseModel
+    from invrep_cli.objectives import TrainingForward, warm_start_objective
+
+    config = model_preset("lir-lite-unet", width=4, disc_width=4, n_res_blocks=1, disc_scales=2)
+    nets = build_models(config)
+    forward = TrainingForward(config, dict(nets.items()))
+    clean = torch.rand(6, 3, 16, 16) * 2 - 1
+    model = NoiseModel(spec=parse_noise("gaussian:25"))
+    _, images = warm_start_objective(forward, model, clean, gray_fraction=1.0)
+    for key in ("x", "y"):
+        assert torch.equal(images[key][:, 0], images[key][:, 1]) and torch.equal(images[key][:, 1], images[key][:, 2])
+    assert not torch.equal(images["x"], images["y"])
+    _, colour = warm_start_objective(forward, model, clean, gray_fraction=0.0)
+    assert not torch.equal(colour["x"][:, 0], colour["x"][:, 1])

@@ -93,6 +93,22 @@ def train_command(
     warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
         "warmup_lr"
     ],
+    gray_fraction: Annotated[
+        float,
+        _opt(
+            "--gray-fraction",
+            help="Share of stage-1 crops made gray (one channel and its noise, replicated), as restore feeds gray "
+            "images.",
+        ),
+    ] = _TC["gray_fraction"],
+    init_weights: Annotated[
+        Path | None,
+        _opt(
+            "--init-weights",
+            help="Start E_X and G_Y from this restorer (.safetensors or a checkpoint): fine-tune a shipped model.",
+            panel=_MODEL,
+        ),
+    ] = None,
     batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = _TC[
         "batch_size"
     ],
@@ -197,6 +213,8 @@ def train_command(
             steps=steps,
             warmup_steps=warmup_steps,
             warmup_lr=warmup_lr,
+            gray_fraction=gray_fraction,
+            init_weights=str(init_weights) if init_weights else None,
             batch_size=batch_size,
             crop_size=crop_size,
             lr=lr,
