@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.data import list_images, read_image, split_halves
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--sigma", default="15,25,50")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--gray", action="store_true", help="score gray versions (as bench --gray makes them)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads:
@@ -50,6 +52,8 @@ def main() -> None:
     for sigma in sigmas:
         for index, path in enumerate(picks):
             clean = to_uint8(centre_crop(read_image(path), args.crop))
+            if args.gray:  # ITU-R 601 luma, as Pillow's convert("L") that bench --gray uses
+                clean = np.asarray(Image.fromarray(clean).convert("L"))
             cases.append((sigma, clean, add_noise(clean, sigma, noise_seed(args.seed, index, sigma))))
 
     rows = []
@@ -57,9 +61,11 @@ def main() -> None:
         restorer, meta = load_restorer(model)
         scores: dict[float, list[float]] = {s: [] for s in sigmas}
         for sigma, clean, noisy in cases:
-            inp = torch.from_numpy(noisy.transpose(2, 0, 1)[None] / np.float32(255.0))
+            chw = noisy[None] if noisy.ndim == 2 else noisy.transpose(2, 0, 1)
+            inp = torch.from_numpy(chw[None] / np.float32(255.0))
             with torch.inference_mode():
                 out = restorer(inp)[0].numpy().transpose(1, 2, 0)
+            out = out[..., 0] if noisy.ndim == 2 else out
             scores[sigma].append(image_metrics(clean, to_uint8(out))[0])
         row = {"model": str(model), "step": meta.get("step") or meta.get("trained_steps")}
         row.update({f"psnr_{s:g}": round(float(np.mean(v)), 3) for s, v in scores.items()})
