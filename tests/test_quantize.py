@@ -63,6 +63,8 @@ def test_int8_graph_says_so_and_reports_psnr_against_fp32(int8_graph: tuple[Path
     assert props["precision"] == "int8"
     quantization = json.loads(props["quantization"])
     assert quantization["format"] == "QDQ" and "per channel" in quantization["weights"]
+    convs = [node.name for node in model.graph.node if node.op_type == "Conv"]
+    assert quantization["fp32_convs"][-1] == convs[-1]  # the output conv stays fp32
     calibration = quantization["calibration"]
     assert calibration["folder"] == "calibration" and calibration["files"] == 4 and calibration["crops_used"] == 6
     assert calibration["sigma"] == 25 and len(calibration["files_sha256"]) == 64
