@@ -130,6 +130,9 @@ class TrainConfig:
     warmup_lr: float = 1e-3
     #: at most this many images of the --noisy folder are used to fit the noise model
     noise_fit_images: int = 200
+    #: fitted noise models: each crop's noise std is the fit's times a factor drawn log-uniformly
+    #: in this range (the block estimator reads JPEG'd, correlated camera noise low; see noise.py)
+    noise_scale: tuple[float, float] = (0.6, 2.5)
     #: share of stage-1 crops made gray (the same value and the same noise in all three channels,
     #: as restore feeds a gray image): a model that only ever saw independent noise per channel
     #: leaves gray images' noise in (it reads noise from the channels' differences)

@@ -59,7 +59,7 @@ from invrep_cli.errors import DataError, UsageError
 from invrep_cli.fsutil import atomic_path
 from invrep_cli.losses import lsgan, weighted_total
 from invrep_cli.models import LIRNetworks, Restorer, build_models
-from invrep_cli.noise import FITTED_LEVEL_RANGE, NoiseModel, fit_noise_model
+from invrep_cli.noise import NoiseModel, fit_noise_model
 from invrep_cli.objectives import TrainingForward, lir_generator_objective, warm_start_objective, with_latent_noise
 
 Callback = Callable[[dict[str, Any]], None]
@@ -298,6 +298,9 @@ class Trainer:
                 raise UsageError(f"{name} must be >= {low}, got {value}")
         if cfg.lr <= 0 or cfg.repr_lr <= 0 or cfg.warmup_lr <= 0:
             raise UsageError("learning rates must be positive")
+        low, high = cfg.noise_scale
+        if not 0 < low <= high:
+            raise UsageError(f"--noise-scale must be LOW-HIGH with 0 < LOW <= HIGH, got {low:g}-{high:g}")
         if not 0.0 <= cfg.gray_fraction <= 1.0:
             raise UsageError(f"--gray-fraction must be in [0, 1], got {cfg.gray_fraction}")
         if cfg.init_weights is not None and cfg.resume:
@@ -343,7 +346,7 @@ class Trainer:
                     self.warn(f"noise model: skipping {entries[int(i)].path}: {exc}")
             try:
                 fitted = fit_noise_model(images, source=f"{len(images)} images of {cfg.noisy_dir}")
-                model = dataclasses.replace(fitted, level_range=FITTED_LEVEL_RANGE)
+                model = dataclasses.replace(fitted, level_range=tuple(cfg.noise_scale))
             except ValueError as exc:
                 raise DataError(
                     f"--noisy {cfg.noisy_dir}: cannot fit a noise model for the warm start: {exc} "

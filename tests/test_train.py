@@ -491,3 +491,15 @@ def test_gray_crops_carry_the_same_noise_in_every_channel() -> None:
     assert not torch.equal(images["x"], images["y"])
     _, colour = warm_start_objective(forward, model, clean, gray_fraction=0.0)
     assert not torch.equal(colour["x"][:, 0], colour["x"][:, 1])
+
+
+def test_noise_scale_reaches_the_fitted_model_and_bad_ranges_are_refused(tmp_path: Path, clean_dir: Path) -> None:
+    _noisy_photos(tmp_path / "noisy", 2, sigma=0.04)
+    base = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), *TINY, *_stage_args(1),
+            "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--steps", "1", "--w-semantic", "0",
+            "--quiet"]  # fmt: skip
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "a"), "--noise-scale", "1-3"])
+    assert result.exit_code == 0, result.output
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["noise_model"]["level_range"] == [1.0, 3.0]
+    for bad in ("3-1", "x", "0-2"):
+        assert runner.invoke(app, [*base, "--out", str(tmp_path / bad), "--noise-scale", bad]).exit_code == 2

@@ -101,6 +101,14 @@ def train_command(
             "images.",
         ),
     ] = _TC["gray_fraction"],
+    noise_scale: Annotated[
+        str,
+        _opt(
+            "--noise-scale",
+            help="Fitted noise models: scale each crop's noise std by a factor drawn log-uniformly in LOW-HIGH.",
+            panel=_DATA,
+        ),
+    ] = "{:g}-{:g}".format(*_TC["noise_scale"]),
     init_weights: Annotated[
         Path | None,
         _opt(
@@ -214,6 +222,7 @@ def train_command(
             warmup_steps=warmup_steps,
             warmup_lr=warmup_lr,
             gray_fraction=gray_fraction,
+            noise_scale=_scale_range(noise_scale),
             init_weights=str(init_weights) if init_weights else None,
             batch_size=batch_size,
             crop_size=crop_size,
@@ -252,6 +261,14 @@ def train_command(
         )
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _scale_range(text: str) -> tuple[float, float]:
+    try:
+        low, _, high = text.partition("-")
+        return float(low), float(high or low)
+    except ValueError:
+        raise _usage(f"--noise-scale {text!r}: expected LOW-HIGH, e.g. 0.6-2.5") from None
 
 
 def _usage(message: str) -> Exception:
