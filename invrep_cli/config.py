@@ -131,7 +131,9 @@ class TrainConfig:
     #: at most this many images of the --noisy folder are used to fit the noise model
     noise_fit_images: int = 200
     #: fitted noise models: each crop's noise std is the fit's times a factor drawn log-uniformly
-    #: in this range (the block estimator reads JPEG'd, correlated camera noise low; see noise.py)
+    #: in this range. The block estimator measures strongly correlated noise (blur around 1 px, as
+    #: JPEG'd camera noise is) from the part of its variance a plane fit leaves, where a small error
+    #: in the measured correlation is a large one in the level; a range makes stage 1 robust to that
     noise_scale: tuple[float, float] = (0.6, 2.5)
     #: share of stage-1 crops made gray (the same value and the same noise in all three channels,
     #: as restore feeds a gray image): a model that only ever saw independent noise per channel

@@ -41,12 +41,6 @@ from invrep_cli.data import NoiseSpec
 #: flat areas, so within a JPEG block camera noise is almost a plane and a plane fit saw none of it
 #: (31 of PolyU's 100 noisy photos measured as noiseless with 8, 3 with 16)
 BLOCK = 16
-#: the default std scale range stage 1 draws fitted noise at (``invrep train --noise-scale``;
-#: TrainConfig.noise_scale repeats it). The block estimator measures strongly correlated noise
-#: (blur around 1 px, as JPEG'd camera noise is on PolyU's noisy photos) from the part of its
-#: variance a plane fit leaves, where a small error in the measured correlation is a large one in
-#: the level; a range makes stage 1 robust to that and leaves the exact level to stage 2.
-FITTED_LEVEL_RANGE = (0.6, 2.5)
 #: percentile of block variances taken in each intensity bin (low: texture only adds variance)
 PERCENTILE = 10.0
 #: intensity bins of the signal-dependent fit
@@ -102,7 +96,7 @@ class NoiseModel:
     fitted: tuple[ImageNoise, ...] = field(default_factory=tuple)
     source: str = ""
     #: fitted models only: each crop's noise std is scaled by a factor drawn log-uniformly in this
-    #: range (see FITTED_LEVEL_RANGE)
+    #: range (``invrep train --noise-scale``, TrainConfig.noise_scale)
     level_range: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:

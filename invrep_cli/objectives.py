@@ -19,9 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from invrep_cli.config import ModelConfig
 from invrep_cli.losses import background_consistency, l1, latent_penalty, lsgan, semantic_consistency
-from invrep_cli.models import LIRNetworks, decode_clean
+from invrep_cli.models import LIRNetworks
 from invrep_cli.noise import NoiseModel
 
 Terms = dict[str, torch.Tensor]
@@ -36,24 +35,18 @@ def with_latent_noise(code: torch.Tensor) -> torch.Tensor:
 @dataclass
 class TrainingForward:
     """The modules a training forward goes through (DDP or compiled wrappers where used), by the
-    names of ``LIRNetworks``, and the model config that says how G_Y is fed."""
+    names of ``LIRNetworks``."""
 
-    config: ModelConfig
     modules: dict[str, nn.Module]
 
     def encode(self, name: str, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(content code, skip features) of a content encoder; no features for the authors' shape."""
-        encoder = self.modules[name]
-        if self.config.skips:
-            return encoder(image, with_skips=True)
-        return encoder(image), []
+        return self.modules[name](image, with_skips=True)
 
     def decode_clean(self, code: torch.Tensor, features: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
-        """G_Y of a content code, fed the skip features and the image of the same encoding."""
-        decoder = self.modules["clean_decoder"]
-        if self.config.skips or self.config.residual:
-            return decoder(code, features, image)
-        return decoder(code)
+        """G_Y of a content code, fed the skip features and the image of the same encoding (the
+        authors' decoder ignores both)."""
+        return self.modules["clean_decoder"](code, features, image)
 
 
 def warm_start_objective(
@@ -75,9 +68,7 @@ def warm_start_objective(
         synthetic[gray] = noise_model.sample(luma).expand(-1, 3, -1, -1)
     target = clean01 * 2.0 - 1.0
     synthetic = synthetic * 2.0 - 1.0
-    restored = decode_clean(
-        forward.config, forward.modules["noisy_encoder"], forward.modules["clean_decoder"], synthetic
-    )
+    restored = forward.decode_clean(*forward.encode("noisy_encoder", synthetic), synthetic)
     terms = {"warmup_l1": l1(restored.float(), target)}
     images = {"x": synthetic.detach(), "x_ab": restored.detach(), "y": target.detach(), "x_ba": synthetic.detach()}
     return terms, images

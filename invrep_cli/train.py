@@ -463,7 +463,7 @@ class Trainer:
             if cfg.compile:
                 wrapped = torch.compile(wrapped)
             self.train_modules[name] = wrapped
-        self.forward = TrainingForward(self.model_config, self.train_modules)
+        self.forward = TrainingForward(self.train_modules)
 
     def _build_ema(self, ckpt: dict[str, Any] | None) -> None:
         """The moving average of E_X and G_Y, from the checkpoint when it has one."""

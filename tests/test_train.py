@@ -482,7 +482,7 @@ def test_gray_crops_carry_the_same_noise_in_every_channel() -> None:
 
     config = model_preset("lir-lite-unet", width=4, disc_width=4, n_res_blocks=1, disc_scales=2)
     nets = build_models(config)
-    forward = TrainingForward(config, dict(nets.items()))
+    forward = TrainingForward(dict(nets.items()))
     clean = torch.rand(6, 3, 16, 16) * 2 - 1
     model = NoiseModel(spec=parse_noise("gaussian:25"))
     _, images = warm_start_objective(forward, model, clean, gray_fraction=1.0)

@@ -15,7 +15,6 @@ from invrep_cli.models.restorer import (
     Restorer,
     build_clean_decoder,
     build_content_encoder,
-    decode_clean,
     receptive_field,
 )
 
@@ -29,7 +28,6 @@ __all__ = [
     "Restorer",
     "build_models",
     "count_parameters",
-    "decode_clean",
     "receptive_field",
 ]
 

@@ -40,7 +40,9 @@ class Restorer(nn.Module):
         # reflect needs pad < size; replicate covers 1-pixel images
         mode = "reflect" if (pad_h < h and pad_w < w) else "replicate"
         x = F.pad(x * 2.0 - 1.0, (0, pad_w, 0, pad_h), mode=mode)
-        y = decode_clean(self.config, self.noisy_encoder, self.clean_decoder, x)
+        # every shape takes the skip features and the image; the authors' decoder ignores them
+        latent, features = self.noisy_encoder(x, with_skips=True)
+        y = self.clean_decoder(latent, features, x)
         y = (y[..., :h, :w] + 1.0) * 0.5
         if gray:
             y = y.mean(dim=1, keepdim=True)
@@ -49,21 +51,6 @@ class Restorer(nn.Module):
     @property
     def receptive_field(self) -> int:
         return receptive_field(self.config)
-
-
-def decode_clean(
-    config: ModelConfig, encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, latent_noise: float = 0.0
-) -> torch.Tensor:
-    """G(E(x)) for x in [-1, 1] through the skip connections and residual output of ``config``
-    (``encoder``/``decoder`` may be DDP or compiled wrappers). ``latent_noise``: std of the Gaussian
-    noise LIR adds to every latent before decoding in training (0 at inference)."""
-    if not config.skips and not config.residual:
-        latent = encoder(x)
-        return decoder(latent + latent_noise * torch.randn_like(latent) if latent_noise else latent)
-    latent, features = encoder(x, with_skips=True)
-    if latent_noise:
-        latent = latent + latent_noise * torch.randn_like(latent)
-    return decoder(latent, features, x)
 
 
 def build_content_encoder(config: ModelConfig) -> ContentEncoder:
