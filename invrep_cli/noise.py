@@ -25,10 +25,13 @@ noise, which is why camera noise looks 3-4 times weaker to it than it is.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,6 +68,10 @@ class ImageNoise:
     floor: tuple[float, float, float]
     blur: float
     channel_corr: tuple[tuple[float, float, float], ...]
+    #: IJG-equivalent quality of the JPEG the noisy file was saved as (0: not a JPEG) and its chroma
+    #: subsampling (PIL's code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0)
+    jpeg_quality: int = 0
+    jpeg_subsampling: int = 2
 
     def std_at(self, intensity: float) -> list[float]:
         """Noise std per channel at an intensity in [0, 1] (0-1 scale)."""
@@ -76,7 +83,17 @@ class ImageNoise:
             "floor": [round(v, 8) for v in self.floor],
             "blur": round(self.blur, 4),
             "channel_corr": [[round(v, 4) for v in row] for row in self.channel_corr],
+            "jpeg_quality": self.jpeg_quality,
+            "jpeg_subsampling": self.jpeg_subsampling,
         }
+
+    def scaled(self, factor: float) -> ImageNoise:
+        """The same noise with its std multiplied by ``factor``."""
+        return dataclasses.replace(
+            self,
+            gain=tuple(g * factor**2 for g in self.gain),  # type: ignore[arg-type]
+            floor=tuple(f * factor**2 for f in self.floor),  # type: ignore[arg-type]
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImageNoise:
@@ -85,6 +102,8 @@ class ImageNoise:
             floor=tuple(float(v) for v in d["floor"]),  # type: ignore[arg-type]
             blur=float(d["blur"]),
             channel_corr=tuple(tuple(float(v) for v in row) for row in d["channel_corr"]),
+            jpeg_quality=int(d.get("jpeg_quality", 0)),
+            jpeg_subsampling=int(d.get("jpeg_subsampling", 2)),
         )
 
 
@@ -98,6 +117,12 @@ class NoiseModel:
     #: fitted models only: each crop's noise std is scaled by a factor drawn log-uniformly in this
     #: range (``invrep train --noise-scale``, TrainConfig.noise_scale)
     level_range: tuple[float, float] = (1.0, 1.0)
+    #: fitted models only: the share of crops that go through a JPEG round trip at their image's
+    #: quality (the rest keep the noise as it was before compression); no effect on fits of non-JPEG
+    #: files (``invrep train --jpeg-fraction``)
+    jpeg_fraction: float = 0.5
+    #: fitted models only: how the fitted levels were corrected by synthesis (``match_fit``)
+    level_note: str = ""
 
     def __post_init__(self) -> None:
         if (self.spec is None) == (not self.fitted):
@@ -107,8 +132,12 @@ class NoiseModel:
         if self.spec is not None:
             return f"{self.spec.describe()} (the --synthetic spec)"
         text = summarize(self.fitted) + (f", fitted on {self.source}" if self.source else "")
+        if self.level_note:
+            text += f"; {self.level_note}"
         if self.level_range != (1.0, 1.0):
             text += f"; drawn at {self.level_range[0]:g}-{self.level_range[1]:g}x the fitted std"
+        if any(f.jpeg_quality for f in self.fitted):
+            text += f"; {self.jpeg_fraction:g} of the crops saved as JPEG at their image's quality"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,6 +147,8 @@ class NoiseModel:
             "fitted": [f.to_dict() for f in self.fitted],
             "source": self.source,
             "level_range": list(self.level_range),
+            "jpeg_fraction": self.jpeg_fraction,
+            "level_note": self.level_note,
             "summary": summarize(self.fitted),
         }
 
@@ -131,6 +162,9 @@ class NoiseModel:
             fitted=tuple(ImageNoise.from_dict(f) for f in d["fitted"]),
             source=d.get("source", ""),
             level_range=tuple(d.get("level_range", (1.0, 1.0))),  # type: ignore[arg-type]
+            # models saved before JPEG was modelled have no "jpeg_fraction": their fits have no quality
+            jpeg_fraction=float(d.get("jpeg_fraction", 0.5)),
+            level_note=str(d.get("level_note", "")),
         )
 
     def sample(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -138,9 +172,17 @@ class NoiseModel:
         saved noisy file would be. Draws from the global torch RNG (or ``generator``) on clean's device."""
         if self.spec is not None:
             noisy = sample_spec(clean, self.spec, generator)
-        else:
-            noisy = sample_fitted(clean, self.fitted, generator, self.level_range)
-        return torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
+            return torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
+        noisy, picks = sample_fitted(clean, self.fitted, generator, self.level_range, return_picks=True)
+        noisy = torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
+        jpeg = [i for i, k in enumerate(picks) if self.fitted[k].jpeg_quality > 0]
+        if jpeg and self.jpeg_fraction > 0:
+            u = torch.rand(len(jpeg), generator=generator, device="cpu" if generator is None else generator.device)
+            for i, draw in zip(jpeg, u.tolist(), strict=True):
+                if draw < self.jpeg_fraction:
+                    fit = self.fitted[picks[i]]
+                    noisy[i] = jpeg_roundtrip(noisy[i], fit.jpeg_quality, fit.jpeg_subsampling)
+        return noisy
 
 
 def summarize(fits: Sequence[ImageNoise]) -> str:
@@ -148,11 +190,12 @@ def summarize(fits: Sequence[ImageNoise]) -> str:
     mid = np.array([np.mean(f.std_at(0.5)) for f in fits]) * 255.0
     blur = np.array([f.blur for f in fits])
     corr = np.array([np.mean([f.channel_corr[i][j] for i, j in ((0, 1), (0, 2), (1, 2))]) for f in fits])
+    jpeg = [f.jpeg_quality for f in fits if f.jpeg_quality]
     return (
         f"fitted per image on {len(fits)} images: std at mid-gray {np.median(mid):.2f} (0-255; "
         f"{mid.min():.2f}-{mid.max():.2f}), spatial blur {np.median(blur):.2f} px, "
         f"channel correlation {corr.mean():.2f}"
-    )
+    ) + (f", JPEG quality {int(np.median(jpeg))} (median of {len(jpeg)} JPEG files)" if jpeg else "")
 
 
 def _randn(shape: Sequence[int], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -184,7 +227,10 @@ def sample_fitted(
     fits: Sequence[ImageNoise],
     generator: torch.Generator | None = None,
     level_range: tuple[float, float] = (1.0, 1.0),
-) -> torch.Tensor:
+    return_picks: bool = False,
+) -> Any:
+    """``clean`` plus noise drawn from a random fit per image (and, with ``return_picks``, the index
+    of each image's fit)."""
     n, c, h, w = clean.shape
     dev, dt = clean.device, clean.dtype
     pick = torch.randint(len(fits), (n,), generator=generator, device="cpu" if generator is None else generator.device)
@@ -208,7 +254,56 @@ def sample_fitted(
         lo, hi = math.log(level_range[0]), math.log(level_range[1])
         u = torch.rand(n, 1, 1, 1, generator=generator, device=pick.device)
         std = std * torch.exp(lo + (hi - lo) * u).to(dev, dt)
-    return clean + std * white
+    noisy = clean + std * white
+    return (noisy, [int(i) for i in pick.tolist()]) if return_picks else noisy
+
+
+def jpeg_roundtrip(image: torch.Tensor, quality: int, subsampling: int = 2) -> torch.Tensor:
+    """A C x H x W image in [0, 1] (C = 1 or 3, 8-bit values) saved as JPEG and read back (Pillow,
+    libjpeg's IJG tables at ``quality``), on the image's device."""
+    from PIL import Image
+
+    arr = torch.round(image.detach().clamp(0, 1) * 255).to("cpu", torch.uint8)
+    arr_np = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr_np).save(buf, "JPEG", quality=int(quality), subsampling=int(subsampling))
+    buf.seek(0)
+    back = np.asarray(Image.open(buf).convert("L" if arr.shape[0] == 1 else "RGB"))
+    out = torch.from_numpy(back.copy()).to(image.device, image.dtype) / 255.0
+    return out[None] if out.ndim == 2 else out.permute(2, 0, 1)
+
+
+#: libjpeg's (IJG) base luminance table, in the natural (row-major) order Pillow reports tables in
+_IJG_LUMA = (
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+)  # fmt: skip
+
+
+def _ijg_table(quality: int) -> np.ndarray:
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((np.array(_IJG_LUMA) * scale + 50) / 100), 1, 255)
+
+
+def jpeg_settings(path: str | Path) -> tuple[int, int] | None:
+    """(IJG-equivalent quality, chroma subsampling) of a JPEG file, read from its luminance
+    quantisation table (the quality whose IJG table is nearest); None for any other file."""
+    from PIL import Image, JpegImagePlugin
+
+    try:
+        with Image.open(path) as im:
+            if im.format != "JPEG" or not getattr(im, "quantization", None):
+                return None
+            table = np.array(im.quantization[0], dtype=np.float64)
+            sampling = JpegImagePlugin.get_sampling(im)
+    except Exception:
+        return None
+    if table.size != 64:
+        return None
+    errors = [float(np.abs(_ijg_table(q) - table).sum()) for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1, max(int(sampling), 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,13 +495,31 @@ def _fit_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
     return float(gain), float(floor)
 
 
-def fit_noise_model(images: Sequence[np.ndarray], source: str = "") -> NoiseModel:
+def fit_noise_model(
+    images: Sequence[np.ndarray],
+    source: str = "",
+    paths: Sequence[str | Path] | None = None,
+    match: bool = False,
+) -> NoiseModel:
     """A NoiseModel from noisy images (H x W x 3 in [0, 1]); images without enough flat blocks are
-    skipped. ValueError when none could be fitted."""
-    fits = [f for f in (fit_image_noise(img) for img in images) if f is not None]
+    skipped. With ``paths`` (the images' files), a JPEG file's quality and subsampling go into its
+    fit; with ``match``, each fit's level is corrected by synthesis (``match_fit``).
+    ValueError when none could be fitted."""
+    fits, factors = [], []
+    for k, img in enumerate(images):
+        fit = fit_image_noise(img)
+        if fit is None:
+            continue
+        jpeg = jpeg_settings(paths[k]) if paths is not None else None
+        if jpeg is not None:
+            fit = dataclasses.replace(fit, jpeg_quality=jpeg[0], jpeg_subsampling=jpeg[1])
+        if match and fit.jpeg_quality:
+            fit, factor = match_fit(fit, img, seed=k)
+            factors.append(factor)
+        fits.append(fit)
     if not fits:
         raise ValueError("no image has enough flat areas to measure its noise")
-    return NoiseModel(fitted=tuple(fits), source=source)
+    return NoiseModel(fitted=tuple(fits), source=source, level_note=level_note(factors) if factors else "")
 
 
 def estimate_sigma(img: np.ndarray) -> float:
@@ -416,3 +529,96 @@ def estimate_sigma(img: np.ndarray) -> float:
     if fit is None:
         return 0.0
     return float(np.mean(fit.std_at(float(img.mean()))))
+
+
+# ---------------------------------------------------------------------------------------------
+# correcting the fitted levels by synthesis
+
+#: std factors first tried by ``match_fit`` (geometric): JPEG only ever lowers the reading
+MATCH_GRID = tuple(float(v) for v in np.geomspace(0.8, 3.2, 8))
+
+
+def _planar(img: np.ndarray) -> np.ndarray:
+    """A noiseless stand-in for a noisy image, on which the estimator reads exactly zero: each of
+    its BLOCK x BLOCK blocks (per channel) replaced by its fitted plane. Same layout of intensities
+    and of flat areas, no noise, no texture."""
+    h, w, c = img.shape
+    hb, wb = h // BLOCK, w // BLOCK
+    b = img[: hb * BLOCK, : wb * BLOCK].astype(np.float64)
+    b = b.reshape(hb, BLOCK, wb, BLOCK, c).transpose(0, 2, 4, 1, 3).reshape(hb * wb, c, BLOCK * BLOCK)
+    q = _plane_basis()
+    planes = (b @ q) @ q.T
+    return planes.reshape(hb, wb, c, BLOCK, BLOCK).transpose(0, 3, 1, 4, 2).reshape(hb * BLOCK, wb * BLOCK, c)
+
+
+def _read_back(fit: ImageNoise, base: torch.Tensor, seed: int) -> ImageNoise | None:
+    """The estimator's fit of ``fit``'s noise drawn onto ``base`` and saved as ``fit``'s file was."""
+    noisy = sample_fitted(base, [fit], torch.Generator().manual_seed(seed))
+    noisy = torch.round(noisy.clamp(0, 1) * 255) / 255
+    if fit.jpeg_quality:
+        noisy = jpeg_roundtrip(noisy[0], fit.jpeg_quality, fit.jpeg_subsampling)[None]
+    return fit_image_noise(noisy[0].permute(1, 2, 0).numpy())
+
+
+def _mean_corr(fit: ImageNoise) -> float:
+    return float(np.mean([fit.channel_corr[i][j] for i, j in ((0, 1), (0, 2), (1, 2))]))
+
+
+def _level(fit: ImageNoise) -> float:
+    return float(np.mean(fit.std_at(0.5)))
+
+
+def _solve(candidates: Sequence[ImageNoise], values: np.ndarray, target: float, read: Any, base: torch.Tensor,
+           seed: int) -> float:  # fmt: skip
+    """The parameter value (interpolated in ``values``, one per candidate, ordered so that the
+    reading grows along them) whose read-back equals ``target``; the nearest end where the target is
+    out of reach, the middle where nothing could be read back."""
+    readings = []
+    for cand in candidates:
+        back = _read_back(cand, base, seed)
+        readings.append(read(back) if back is not None else -np.inf)
+    curve = np.maximum.accumulate(np.array(readings, dtype=np.float64))
+    finite = np.isfinite(curve)
+    if not finite.any():
+        return float(values[len(values) // 2])
+    return float(np.interp(target, curve[finite], values[finite]))
+
+
+def match_fit(fit: ImageNoise, image: np.ndarray, seed: int = 0) -> tuple[ImageNoise, float]:
+    """Correct a fit of a JPEG file by synthesis; returns the corrected fit and its std factor.
+
+    The estimator is calibrated on pure noise, so it reads uncompressed noise right; JPEG it does
+    not model: quantising each 8 x 8 block removes much of the noise of flat areas (the fit reads
+    low), its high frequencies (the fit reads more blur) and its colour (chroma is subsampled and
+    quantised harder: the fit reads more channel correlation). So the fit's noise is drawn onto the
+    image made of its own blocks' planes (``_planar``: same layout of intensities and flat areas,
+    no noise), saved as the file was saved, and read back with the same estimator; level, blur and
+    level again are each set, over a grid, to the value whose read-back equals the image's own
+    reading. Channel correlation is kept as read: after 4:2:0 JPEG it reads about 0.95 whatever it
+    was before, so it cannot be matched. Only the noisy image takes part: no pairs. Fits of other
+    files come back unchanged."""
+    if not fit.jpeg_quality:
+        return fit, 1.0
+    base = torch.from_numpy(_planar(image[:, :, :3])).permute(2, 0, 1)[None].float()
+    target_level, target_blur = _level(fit), fit.blur
+    if target_level <= 0:
+        return fit, 1.0
+
+    def by_level(current: ImageNoise, factors: np.ndarray) -> ImageNoise:
+        unit = current.scaled(target_level / max(_level(current), 1e-12))
+        log_f = _solve([unit.scaled(float(f)) for f in factors], np.log(factors), target_level, _level, base, seed)
+        return unit.scaled(math.exp(log_f))
+
+    current = by_level(fit, np.array(MATCH_GRID))
+    blurs = np.array([b for b in BLUR_GRID[::2] if b <= max(target_blur, 0.2) + 1e-9])
+    blur = _solve(
+        [dataclasses.replace(current, blur=float(b)) for b in blurs], blurs, target_blur, lambda f: f.blur, base, seed
+    )
+    current = dataclasses.replace(current, blur=blur)
+    current = by_level(current, np.geomspace(0.7, 1.5, 6) * _level(current) / target_level)
+    return current, _level(current) / target_level
+
+
+def level_note(factors: Sequence[float]) -> str:
+    f = np.array(factors)
+    return f"JPEG fits corrected by synthesis x{np.median(f):.2f} (median; {f.min():.2f}-{f.max():.2f})"

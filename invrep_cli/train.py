@@ -303,6 +303,8 @@ class Trainer:
             raise UsageError(f"--noise-scale must be LOW-HIGH with 0 < LOW <= HIGH, got {low:g}-{high:g}")
         if not 0.0 <= cfg.gray_fraction <= 1.0:
             raise UsageError(f"--gray-fraction must be in [0, 1], got {cfg.gray_fraction}")
+        if not 0.0 <= cfg.jpeg_fraction <= 1.0:
+            raise UsageError(f"--jpeg-fraction must be in [0, 1], got {cfg.jpeg_fraction}")
         if cfg.init_weights is not None and cfg.resume:
             raise UsageError("--init-weights starts a run; --resume continues one: give one of them")
         if cfg.warmup_steps < 0:
@@ -338,15 +340,18 @@ class Trainer:
         else:
             entries = data.dataset.noisy
             picks = np.unique(np.linspace(0, len(entries) - 1, min(cfg.noise_fit_images, len(entries))).astype(int))
-            images = []
+            images, paths = [], []
             for i in picks:
                 try:
                     images.append(read_image(entries[int(i)].path))
+                    paths.append(entries[int(i)].path)
                 except Exception as exc:  # scan_images read them once; a file may change since
                     self.warn(f"noise model: skipping {entries[int(i)].path}: {exc}")
             try:
-                fitted = fit_noise_model(images, source=f"{len(images)} images of {cfg.noisy_dir}")
-                model = dataclasses.replace(fitted, level_range=tuple(cfg.noise_scale))
+                fitted = fit_noise_model(
+                    images, source=f"{len(images)} images of {cfg.noisy_dir}", paths=paths, match=cfg.match_levels
+                )
+                model = dataclasses.replace(fitted, level_range=tuple(cfg.noise_scale), jpeg_fraction=cfg.jpeg_fraction)
             except ValueError as exc:
                 raise DataError(
                     f"--noisy {cfg.noisy_dir}: cannot fit a noise model for the warm start: {exc} "

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from invrep_cli.data import parse_noise
-from invrep_cli.noise import ImageNoise, NoiseModel, estimate_sigma, fit_image_noise, fit_noise_model, sample_fitted
+from invrep_cli.noise import (
+    ImageNoise,
+    NoiseModel,
+    estimate_sigma,
+    fit_image_noise,
+    fit_noise_model,
+    jpeg_roundtrip,
+    jpeg_settings,
+    match_fit,
+    sample_fitted,
+)
 
 EYE = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
@@ -93,3 +105,97 @@ def test_spec_model_blind_range() -> None:
 def test_featureless_images_cannot_be_fitted() -> None:
     with pytest.raises(ValueError, match="flat areas"):
         fit_noise_model([np.random.default_rng(0).random((16, 16, 3))])
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    t = torch.from_numpy(img.transpose(2, 0, 1)).float()
+    return jpeg_roundtrip(t, quality).numpy().transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize(("quality", "subsampling"), [(75, 2), (92, 0), (40, 1)])
+def test_jpeg_settings_read_from_the_quantisation_tables(tmp_path, quality: int, subsampling: int) -> None:
+    from PIL import Image
+
+    img = Image.fromarray((scene(0, 64) * 255).astype(np.uint8))
+    img.save(tmp_path / "a.jpg", quality=quality, subsampling=subsampling)
+    img.save(tmp_path / "a.png")
+    assert jpeg_settings(tmp_path / "a.jpg") == (quality, subsampling)
+    assert jpeg_settings(tmp_path / "a.png") is None
+    assert jpeg_settings(tmp_path / "missing.jpg") is None
+
+
+def test_jpeg_round_trip_is_pillows_and_keeps_gray_gray() -> None:
+    import io
+
+    from PIL import Image
+
+    img = np.round(scene(1, 64) * 255) / 255
+    out = _jpeg(img, 60)
+    buf = io.BytesIO()
+    Image.fromarray((img * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=60)
+    expected = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")) / 255.0
+    assert np.allclose(out, expected, atol=1e-6)
+    gray = jpeg_roundtrip(torch.from_numpy(img[:, :, :1].transpose(2, 0, 1)).float(), 60)
+    assert gray.shape == (1, 64, 64)
+
+
+def test_match_fit_undoes_what_jpeg_hides_from_the_estimator() -> None:
+    """JPEG at quality 75 makes the estimator read camera-like noise ~35 % low and too blurred;
+    matching by synthesis brings level and blur back near the truth. Uncompressed fits are untouched."""
+    corr = ((1.0, 0.7, 0.7), (0.7, 1.0, 0.7), (0.7, 0.7, 1.0))
+    truth = ImageNoise((0.0,) * 3, (0.01**2,) * 3, 0.5, corr)
+    noisy = make_noisy(scene(1), truth)
+    read = fit_image_noise(_jpeg(noisy, 75))
+    assert read is not None
+    read = dataclasses.replace(read, jpeg_quality=75)
+    assert np.mean(read.std_at(0.5)) < 0.8 * 0.01 and read.blur > 0.7  # what JPEG hides
+    matched, factor = match_fit(read, _jpeg(noisy, 75))
+    assert np.mean(matched.std_at(0.5)) == pytest.approx(0.01, rel=0.1)
+    assert abs(matched.blur - 0.5) < 0.2 and factor > 1.2
+    plain = fit_image_noise(noisy)
+    assert plain is not None and match_fit(plain, noisy) == (plain, 1.0)
+
+
+def test_jpeg_fraction_saves_that_share_of_crops_as_jpeg() -> None:
+    fit = ImageNoise((0.0,) * 3, (0.02**2,) * 3, 0.3, EYE, jpeg_quality=50)
+    clean = torch.from_numpy(scene(2, 64).transpose(2, 0, 1)).float()[None].repeat(8, 1, 1, 1)
+    raw = NoiseModel(fitted=(fit,), jpeg_fraction=0.0).sample(clean, torch.Generator().manual_seed(0))
+    all_jpeg = NoiseModel(fitted=(fit,), jpeg_fraction=1.0).sample(clean, torch.Generator().manual_seed(0))
+    for a, b in zip(raw, all_jpeg, strict=True):  # same noise, then the round trip
+        assert torch.allclose(jpeg_roundtrip(a, 50), b, atol=1e-6)
+    half = NoiseModel(fitted=(fit,), jpeg_fraction=0.5).sample(clean, torch.Generator().manual_seed(0))
+    compressed = sum(not torch.equal(h, r) for h, r in zip(half, raw, strict=True))
+    assert 0 < compressed < 8
+
+
+def test_jpeg_fields_round_trip_and_old_models_load() -> None:
+    fit = ImageNoise((0.001,) * 3, (0.0001,) * 3, 0.4, EYE, jpeg_quality=75, jpeg_subsampling=2)
+    model = NoiseModel(fitted=(fit,), jpeg_fraction=0.3, level_note="JPEG fits corrected")
+    back = NoiseModel.from_dict(model.to_dict())
+    assert back == model and "JPEG quality 75" in back.describe() and "0.3 of the crops" in back.describe()
+    old = model.to_dict()
+    for f in old["fitted"]:
+        del f["jpeg_quality"], f["jpeg_subsampling"]
+    del old["jpeg_fraction"], old["level_note"]
+    assert NoiseModel.from_dict(old).fitted[0].jpeg_quality == 0
+
+
+@pytest.mark.parametrize("channel_corr", [0.0, 0.5, 0.8])
+def test_fit_noise_model_reads_jpeg_files(tmp_path, channel_corr: float) -> None:
+    """Matching brings the level of a JPEG file's noise nearer the truth than the raw reading, for
+    any channel correlation. It cannot be exact: after 4:2:0 JPEG the correlation reads ~0.95
+    whatever it was, and chroma noise, which JPEG removes most, depends on it."""
+    from PIL import Image
+
+    corr = np.full((3, 3), channel_corr)
+    np.fill_diagonal(corr, 1.0)
+    noisy = make_noisy(scene(3), ImageNoise((0.0,) * 3, (0.012**2,) * 3, 0.5, tuple(map(tuple, corr))))
+    Image.fromarray((noisy * 255).round().astype(np.uint8)).save(tmp_path / "n.jpg", quality=80)
+    img = np.asarray(Image.open(tmp_path / "n.jpg").convert("RGB")) / 255.0
+    raw = fit_image_noise(img)
+    model = fit_noise_model([img], source="t", paths=[tmp_path / "n.jpg"], match=True)
+    assert model.fitted[0].jpeg_quality == 80 and "JPEG fits corrected" in model.describe()
+    matched = float(np.mean(model.fitted[0].std_at(0.5)))
+    assert raw is not None and abs(matched - 0.012) < abs(float(np.mean(raw.std_at(0.5))) - 0.012)
+    if channel_corr == 0.5:
+        assert matched == pytest.approx(0.012, rel=0.15)

@@ -413,7 +413,7 @@ def test_resume_across_the_stage_boundary_is_exact(tmp_path: Path, clean_dir: Pa
         assert all(torch.allclose(wa["ema"][k].float(), wb["ema"][k].float(), atol=1e-6) for k in wa["ema"])
 
 
-def _noisy_photos(folder: Path, count: int, sigma: float) -> None:
+def _noisy_photos(folder: Path, count: int, sigma: float, suffix: str = ".png") -> None:
     """Smooth ramps with Gaussian noise: flat enough for the noise estimator."""
     from PIL import Image
 
@@ -423,7 +423,7 @@ def _noisy_photos(folder: Path, count: int, sigma: float) -> None:
     for i in range(count):
         img = np.stack([0.1 + 0.8 * (0.7 * xx + 0.3 * yy) * (0.6 + 0.2 * c) for c in range(3)], -1)
         img = img + rng.standard_normal(img.shape) * sigma
-        Image.fromarray(np.clip(np.round(img * 255), 0, 255).astype(np.uint8)).save(folder / f"n{i}.png")
+        Image.fromarray(np.clip(np.round(img * 255), 0, 255).astype(np.uint8)).save(folder / f"n{i}{suffix}")
 
 
 def test_noise_model_fitted_to_the_noisy_folder(tmp_path: Path, clean_dir: Path) -> None:
@@ -441,6 +441,22 @@ def test_noise_model_fitted_to_the_noisy_folder(tmp_path: Path, clean_dir: Path)
         assert np.allclose(std, 0.04, rtol=0.15), std
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert any(r["event"] == "noise_model" and "fitted per image on 3 images" in r["summary"] for r in records)
+
+
+def test_jpeg_noisy_folder_gives_jpeg_fits_and_a_fraction(tmp_path: Path, clean_dir: Path) -> None:
+    _noisy_photos(tmp_path / "noisy", 2, sigma=0.03, suffix=".jpg")
+    base = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), *TINY, *_stage_args(1),
+            "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--steps", "1", "--w-semantic", "0",
+            "--quiet"]  # fmt: skip
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "a"), "--jpeg-fraction", "0.25"])
+    assert result.exit_code == 0, result.output
+    model = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["noise_model"]
+    assert model["jpeg_fraction"] == 0.25 and all(f["jpeg_quality"] == 75 for f in model["fitted"])
+    assert "JPEG fits corrected by synthesis" in model["level_note"]
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--no-match-levels"])
+    assert result.exit_code == 0
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["noise_model"]["level_note"] == ""
+    assert runner.invoke(app, [*base, "--out", str(tmp_path / "c"), "--jpeg-fraction", "1.5"]).exit_code == 2
 
 
 def test_noisy_folder_without_flat_areas_is_a_clear_error(tmp_path: Path, clean_dir: Path) -> None:

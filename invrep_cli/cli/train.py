@@ -109,6 +109,24 @@ def train_command(
             panel=_DATA,
         ),
     ] = "{:g}-{:g}".format(*_TC["noise_scale"]),
+    jpeg_fraction: Annotated[
+        float,
+        _opt(
+            "--jpeg-fraction",
+            help="Fitted on JPEG files: share of stage-1 crops saved as JPEG at the quality read from their image's "
+            "quantisation tables (the rest keep the noise as it was before compression).",
+            panel=_DATA,
+        ),
+    ] = _TC["jpeg_fraction"],
+    match_levels: Annotated[
+        bool,
+        _opt(
+            "--match-levels/--no-match-levels",
+            help="Correct each fitted noise level by synthesis: draw it onto the image's own block planes, save as "
+            "the file was saved, and read it back with the same estimator.",
+            panel=_DATA,
+        ),
+    ] = _TC["match_levels"],
     init_weights: Annotated[
         Path | None,
         _opt(
@@ -223,6 +241,8 @@ def train_command(
             warmup_lr=warmup_lr,
             gray_fraction=gray_fraction,
             noise_scale=_scale_range(noise_scale),
+            jpeg_fraction=jpeg_fraction,
+            match_levels=match_levels,
             init_weights=str(init_weights) if init_weights else None,
             batch_size=batch_size,
             crop_size=crop_size,
