@@ -9,7 +9,11 @@ folder, fitted to it:
   model of a sensor;
 - **spatially correlated**: white noise filtered by a Gaussian of std ``blur`` pixels, renormalised
   to unit variance (demosaicing and JPEG spread noise over neighbouring pixels);
-- **correlated across channels**: a 3 x 3 correlation matrix (demosaicing again).
+- **correlated across channels**: a 3 x 3 correlation matrix (demosaicing again);
+- **compressed**: a JPEG file's quality and subsampling (read from its quantisation tables) go into
+  its fit; a share of the crops is saved as JPEG at that quality, and since JPEG hides part of the
+  noise from the estimator, the level and blur of such fits are corrected by synthesis
+  (``match_fit``).
 
 One set of parameters is fitted per image and stage 1 draws a random image's set per crop, so a
 folder of mixed cameras and ISOs gives a mixture rather than one average model.
