@@ -115,10 +115,11 @@ class TorchBackend:
             int(stored) if isinstance(stored, (int, float)) and stored >= 0
             else theoretical_margin(self.receptive_field, self.size_multiple)
         )
-        # channels_last lets cuDNN pick its faster NHWC kernels; on CPU it is what oneDNN's bf16
-        # convolutions want (2.2x fp32 on this project's 2-core machine, benchmarks/precision_speed.py)
-        self.fp32_format = torch.channels_last if on_cuda else torch.contiguous_format
-        self.memory_format = torch.channels_last if precision == "bf16" else self.fp32_format
+        # channels_last lets cuDNN pick its faster NHWC kernels; on CPU it is what oneDNN's
+        # convolutions want: fp32 1.20x and bf16 2.74x plain fp32 on this project's 2-core machine
+        # (paired medians, benchmarks/precision_speed.py)
+        self.fp32_format = torch.channels_last
+        self.memory_format = torch.channels_last
         self.model_fp32 = model.to(self.torch_device, memory_format=self.fp32_format).eval()
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.model = (
