@@ -5,7 +5,8 @@
 
 Paths timed, each on the same 1 x 3 x size x size input through the backends ``invrep restore``
 uses (one whole-image call, no tiling, so only the arithmetic differs):
-- torch fp32 (the default on CPU), and fp32 in channels_last (to see whether layout alone helps);
+- torch fp32 (the default on CPU, channels_last), and fp32 in the contiguous layout restore used
+  before (to see what layout alone gives);
 - torch bf16 (``--precision bf16``: bf16 weights, channels_last), where the CPU has bf16;
 - ONNX Runtime fp32 and int8 (``invrep export --int8``, calibrated on ``--calibrate``).
 The paths run interleaved, one call each per round, so a machine shared with other work slows
@@ -56,9 +57,9 @@ def main() -> None:
         fp32 = make_backend(weights, "torch", "cpu", "fp32", args.threads)
         paths["torch fp32"] = lambda: fp32.run(x)
         layout = make_backend(weights, "torch", "cpu", "fp32", args.threads)
-        layout.model = layout.model.to(memory_format=torch.channels_last)
-        layout.memory_format = torch.channels_last
-        paths["torch fp32 channels_last"] = lambda: layout.run(x)
+        layout.model = layout.model.to(memory_format=torch.contiguous_format)
+        layout.memory_format = torch.contiguous_format
+        paths["torch fp32 contiguous"] = lambda: layout.run(x)
         if reason := cpu_bf16_unsupported():
             notes["torch bf16"] = reason
         else:

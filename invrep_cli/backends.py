@@ -117,10 +117,9 @@ class TorchBackend:
         )
         # channels_last lets cuDNN pick its faster NHWC kernels; on CPU it is what oneDNN's
         # convolutions want: fp32 1.20x and bf16 2.74x plain fp32 on this project's 2-core machine
-        # (paired medians, benchmarks/precision_speed.py)
-        self.fp32_format = torch.channels_last
+        # (paired medians, benchmarks/precision_speed.py), so every path uses it
         self.memory_format = torch.channels_last
-        self.model_fp32 = model.to(self.torch_device, memory_format=self.fp32_format).eval()
+        self.model_fp32 = model.to(self.torch_device, memory_format=self.memory_format).eval()
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.model = (
             self.model_fp32 if precision == "fp32"
@@ -150,12 +149,12 @@ class TorchBackend:
         message = f"{self.precision} output had NaN/inf: batch recomputed in fp32"
         if self.half_fallbacks >= _MAX_HALF_FALLBACKS:
             message += f"; switching to fp32 for the rest of the run ({self.half_fallbacks} fallbacks)"
-            self.model, self.precision, self.memory_format = self.model_fp32, "fp32", self.fp32_format
+            self.model, self.precision = self.model_fp32, "fp32"
             import torch
 
             self.dtype = torch.float32
         self.on_warning(message)
-        return self.model_fp32(x.contiguous(memory_format=self.fp32_format))
+        return self.model_fp32(x)
 
     def bytes_per_pixel(self) -> float:
         """Peak inference memory per input pixel: measured on CUDA, estimated on CPU."""

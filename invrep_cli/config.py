@@ -141,7 +141,7 @@ class TrainConfig:
     gray_fraction: float = 0.25
     #: fitted models of JPEG files: share of stage-1 crops saved as JPEG at their image's quality
     jpeg_fraction: float = 0.5
-    #: fitted models: correct each fit's level by synthesis through the estimator (noise.match_level)
+    #: fitted models: correct each fit's level by synthesis through the estimator (noise.match_fit)
     match_levels: bool = True
     #: start E_X and G_Y from this restorer file (fine-tuning); its model config is used
     init_weights: str | None = None

@@ -191,9 +191,9 @@ class NoiseModel:
 
 def summarize(fits: Sequence[ImageNoise]) -> str:
     """One line: median noise std (0-255) at mid-gray and its range, median blur, mean channel correlation."""
-    mid = np.array([np.mean(f.std_at(0.5)) for f in fits]) * 255.0
+    mid = np.array([_level(f) for f in fits]) * 255.0
     blur = np.array([f.blur for f in fits])
-    corr = np.array([np.mean([f.channel_corr[i][j] for i, j in ((0, 1), (0, 2), (1, 2))]) for f in fits])
+    corr = np.array([_mean_corr(f) for f in fits])
     jpeg = [f.jpeg_quality for f in fits if f.jpeg_quality]
     return (
         f"fitted per image on {len(fits)} images: std at mid-gray {np.median(mid):.2f} (0-255; "
@@ -330,16 +330,22 @@ def _plane_basis() -> np.ndarray:
     return q  # BLOCK**2 x 3, orthonormal
 
 
+def _to_blocks(img: np.ndarray) -> np.ndarray:
+    """The BLOCK x BLOCK blocks of an H x W x C image, as (blocks) x C x BLOCK**2 float64; blocks lie
+    on the JPEG grid (each holds whole 8 x 8 JPEG blocks) and a partial last row/column is dropped."""
+    h, w, c = img.shape
+    hb, wb = h // BLOCK, w // BLOCK
+    b = img[: hb * BLOCK, : wb * BLOCK].astype(np.float64)
+    return b.reshape(hb, BLOCK, wb, BLOCK, c).transpose(0, 2, 4, 1, 3).reshape(hb * wb, c, BLOCK * BLOCK)
+
+
 def _blocks(img: np.ndarray) -> _Blocks:
     """BLOCK x BLOCK blocks of an H x W x C image in [0, 1]: plane-fit residual statistics per channel."""
-    h, w, c = img.shape
-    hb, wb = h // BLOCK, w // BLOCK  # blocks on the JPEG grid: each holds whole 8 x 8 JPEG blocks
-    b = img[: hb * BLOCK, : wb * BLOCK].astype(np.float64)
-    b = b.reshape(hb, BLOCK, wb, BLOCK, c).transpose(0, 2, 4, 1, 3).reshape(hb * wb, c, BLOCK * BLOCK)
+    b = _to_blocks(img)
     q = _plane_basis()
     residual = b - (b @ q) @ q.T
     var = (residual**2).sum(-1) / (BLOCK * BLOCK - 3)
-    r = residual.reshape(-1, c, BLOCK, BLOCK)
+    r = residual.reshape(-1, b.shape[1], BLOCK, BLOCK)
     lag1 = 0.5 * ((r[..., :, 1:] * r[..., :, :-1]).mean((-1, -2)) + (r[..., 1:, :] * r[..., :-1, :]).mean((-1, -2)))
     lo, hi = 0.5 / 255.0, 254.5 / 255.0
     clipped = ((b <= lo) | (b >= hi)).any(axis=(1, 2))
@@ -548,19 +554,14 @@ def _planar(img: np.ndarray) -> np.ndarray:
     and of flat areas, no noise, no texture."""
     h, w, c = img.shape
     hb, wb = h // BLOCK, w // BLOCK
-    b = img[: hb * BLOCK, : wb * BLOCK].astype(np.float64)
-    b = b.reshape(hb, BLOCK, wb, BLOCK, c).transpose(0, 2, 4, 1, 3).reshape(hb * wb, c, BLOCK * BLOCK)
     q = _plane_basis()
-    planes = (b @ q) @ q.T
+    planes = (_to_blocks(img) @ q) @ q.T
     return planes.reshape(hb, wb, c, BLOCK, BLOCK).transpose(0, 3, 1, 4, 2).reshape(hb * BLOCK, wb * BLOCK, c)
 
 
 def _read_back(fit: ImageNoise, base: torch.Tensor, seed: int) -> ImageNoise | None:
     """The estimator's fit of ``fit``'s noise drawn onto ``base`` and saved as ``fit``'s file was."""
-    noisy = sample_fitted(base, [fit], torch.Generator().manual_seed(seed))
-    noisy = torch.round(noisy.clamp(0, 1) * 255) / 255
-    if fit.jpeg_quality:
-        noisy = jpeg_roundtrip(noisy[0], fit.jpeg_quality, fit.jpeg_subsampling)[None]
+    noisy = NoiseModel(fitted=(fit,), jpeg_fraction=1.0).sample(base, torch.Generator().manual_seed(seed))
     return fit_image_noise(noisy[0].permute(1, 2, 0).numpy())
 
 

@@ -55,8 +55,9 @@ MIN_TILE = 32
 MIN_REQUESTED_TILE = 64
 #: largest automatic tile: beyond this, bigger tiles gain little and cost latency. On CPU 512 keeps
 #: a 6000x4000 photo under 2 GB peak (benchmarks/peak_memory.py: 1.79 GB at 512, 2.66 GB at 1024)
-#: and is on the speed plateau (benchmarks/tile_speed.py, 2 cores: MP/s at 384 and 512 within 4 %
-#: for fp32, bf16 and int8; 256 loses 7-18 % and 128 37-50 % to the context margin it recomputes)
+#: and is on the speed plateau (benchmarks/tile_speed.py, 2 cores, the default weights: MP/s at 384
+#: and 512 within 4 % for fp32, bf16 and int8; 256 loses up to 19 % and 128 41-51 % to the context
+#: margin it recomputes)
 MAX_AUTO_TILE = {"cuda": 2048, "cpu": 512}
 #: share of free memory an automatic tile plan may use
 MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.4}
