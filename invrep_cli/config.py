@@ -143,6 +143,10 @@ class TrainConfig:
     jpeg_fraction: float = 0.5
     #: fitted models: correct each fit's level by synthesis through the estimator (noise.match_fit)
     match_levels: bool = True
+    #: stage 1 draws each crop's noise from one component of this mix, e.g.
+    #: "clean=0.15,gaussian:0-50=0.3,poisson-gaussian:2-40=0.25,own=0.3" (``noise.parse_mix``;
+    #: ``own`` is the --synthetic spec or the fit of --noisy). None: ``own`` alone
+    noise_mix: str | None = None
     #: start E_X and G_Y from this restorer file (fine-tuning); its model config is used
     init_weights: str | None = None
     batch_size: int = 16

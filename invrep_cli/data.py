@@ -132,7 +132,9 @@ def scan_images(paths: Sequence[Path], min_size: int, what: str, warn: WarnFn = 
 @dataclass(frozen=True)
 class NoiseSpec:
     """``gaussian`` with sigma in [low, high] on the 0-255 scale (low == high: fixed sigma, else
-    drawn uniformly per image: blind denoising), or ``poisson`` with ``low`` = peak photon count."""
+    drawn uniformly per image: blind denoising), ``poisson`` with ``low`` = peak photon count, or
+    ``poisson-gaussian`` with the std at mid-gray in [low, high] (0-255), a random share of its
+    variance signal-dependent (shot noise) and the rest constant (read noise), per image."""
 
     kind: str
     low: float
@@ -141,14 +143,19 @@ class NoiseSpec:
     def describe(self) -> str:
         if self.kind == "poisson":
             return f"poisson:{self.low:g}"
+        if self.kind == "poisson-gaussian":
+            return f"poisson-gaussian:{self.low:g}-{self.high:g}"
         return f"gaussian:{self.low:g}" if self.low == self.high else f"gaussian:{self.low:g}-{self.high:g}"
 
 
 def parse_noise(spec: str) -> NoiseSpec:
-    """``gaussian:25``, ``gaussian:5-50`` or ``poisson:30`` -> NoiseSpec; UsageError otherwise."""
-    m = re.fullmatch(r"\s*(gaussian|poisson)\s*:\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*", spec.lower())
+    """``gaussian:25``, ``gaussian:5-50``, ``poisson:30`` or ``poisson-gaussian:2-40`` -> NoiseSpec;
+    UsageError otherwise."""
+    m = re.fullmatch(r"\s*(gaussian|poisson-gaussian|poisson)\s*:\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*", spec.lower())
     if not m:
-        raise UsageError(f"--synthetic {spec!r}: expected gaussian:SIGMA, gaussian:LOW-HIGH or poisson:PEAK")
+        raise UsageError(
+            f"--synthetic {spec!r}: expected gaussian:SIGMA, gaussian:LOW-HIGH, poisson:PEAK or poisson-gaussian:LOW-HIGH"
+        )
     kind = m.group(1)
     try:
         low = float(m.group(2))
@@ -162,11 +169,20 @@ def parse_noise(spec: str) -> NoiseSpec:
     return NoiseSpec(kind, low, high)
 
 
+#: poisson-gaussian specs: the share of the variance at mid-gray that is shot noise (proportional to
+#: the signal) is drawn uniformly in this range per image; the rest is signal-independent read noise
+SHOT_SHARE = (0.3, 1.0)
+
+
 def add_noise(clean: np.ndarray, spec: NoiseSpec, rng: np.random.Generator) -> np.ndarray:
     """Noise as a saved noisy file would hold it: added in [0, 1], clipped, quantised to 8 bit."""
     if spec.kind == "gaussian":
         sigma = spec.low if spec.low == spec.high else rng.uniform(spec.low, spec.high)
         noisy = clean + rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+    elif spec.kind == "poisson-gaussian":
+        std_mid, shot = rng.uniform(spec.low, spec.high) / 255.0, rng.uniform(*SHOT_SHARE)
+        var = std_mid**2 * (shot * np.clip(clean.astype(np.float64), 0.0, 1.0) / 0.5 + (1.0 - shot))
+        noisy = clean + (np.sqrt(var) * rng.standard_normal(clean.shape)).astype(np.float32)
     else:
         noisy = rng.poisson(clean.astype(np.float64) * spec.low).astype(np.float32) / np.float32(spec.low)
     return (np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)

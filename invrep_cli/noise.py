@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from invrep_cli.data import NoiseSpec
+from invrep_cli.data import SHOT_SHARE, NoiseSpec, parse_noise
 
 #: block size of the estimator. Not 8: JPEG quantises each 8 x 8 block's high frequencies away in
 #: flat areas, so within a JPEG block camera noise is almost a plane and a plane fit saw none of it
@@ -127,12 +127,22 @@ class NoiseModel:
     jpeg_fraction: float = 0.5
     #: fitted models only: how the fitted levels were corrected by synthesis (``match_fit``)
     level_note: str = ""
+    #: ``--noise-mix``: (component, share) per kind of crop, shares summing to 1; a component is
+    #: ``clean`` (no noise: the restorer must leave such crops as they are), ``own`` (this model's
+    #: spec or fits) or a spec (``gaussian:0-50``, ``poisson-gaussian:2-40``). Empty: ``own`` alone
+    mix: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.spec is None) == (not self.fitted):
             raise ValueError("a noise model is either a spec or a non-empty set of fits")
 
     def describe(self) -> str:
+        text = self._describe_own()
+        if self.mix:
+            text = f"mixed per crop: {describe_mix(self.mix)}; own = {text}"
+        return text
+
+    def _describe_own(self) -> str:
         if self.spec is not None:
             return f"{self.spec.describe()} (the --synthetic spec)"
         text = summarize(self.fitted) + (f", fitted on {self.source}" if self.source else "")
@@ -145,9 +155,11 @@ class NoiseModel:
         return text
 
     def to_dict(self) -> dict[str, Any]:
+        mix = {"mix": [[name, share] for name, share in self.mix]} if self.mix else {}
         if self.spec is not None:
-            return {"spec": self.spec.describe(), "source": self.source}
+            return {"spec": self.spec.describe(), "source": self.source, **mix}
         return {
+            **mix,
             "fitted": [f.to_dict() for f in self.fitted],
             "source": self.source,
             "level_range": list(self.level_range),
@@ -160,9 +172,11 @@ class NoiseModel:
     def from_dict(cls, d: dict[str, Any]) -> NoiseModel:
         from invrep_cli.data import parse_noise
 
+        mix = tuple((str(name), float(share)) for name, share in d.get("mix", ()))
         if "spec" in d:
-            return cls(spec=parse_noise(d["spec"]), source=d.get("source", ""))
+            return cls(spec=parse_noise(d["spec"]), source=d.get("source", ""), mix=mix)
         return cls(
+            mix=mix,
             fitted=tuple(ImageNoise.from_dict(f) for f in d["fitted"]),
             source=d.get("source", ""),
             level_range=tuple(d.get("level_range", (1.0, 1.0))),  # type: ignore[arg-type]
@@ -174,6 +188,25 @@ class NoiseModel:
     def sample(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Noisy version of ``clean`` (N x 3 x H x W in [0, 1]), clipped and quantised to 8 bit as a
         saved noisy file would be. Draws from the global torch RNG (or ``generator``) on clean's device."""
+        if not self.mix:
+            return self._sample_own(clean, generator)
+        # one component per crop, by its share; each component draws its crops in one call
+        shares = torch.tensor([share for _, share in self.mix], dtype=torch.float64)
+        pick = torch.multinomial(shares, clean.shape[0], replacement=True, generator=_cpu_generator(generator))
+        noisy = torch.round(clean.clamp(0.0, 1.0) * 255.0) / 255.0  # "clean" crops: as an 8-bit file holds them
+        for k, (name, _) in enumerate(self.mix):
+            idx = (pick == k).nonzero().flatten().to(clean.device)
+            if name == "clean" or idx.numel() == 0:
+                continue
+            part = clean[idx]
+            if name == "own":
+                out = self._sample_own(part, generator)
+            else:
+                out = torch.round(sample_spec(part, parse_noise(name), generator).clamp(0.0, 1.0) * 255.0) / 255.0
+            noisy[idx] = out
+        return noisy
+
+    def _sample_own(self, clean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.spec is not None:
             noisy = sample_spec(clean, self.spec, generator)
             return torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
@@ -187,6 +220,42 @@ class NoiseModel:
                     fit = self.fitted[picks[i]]
                     noisy[i] = jpeg_roundtrip(noisy[i], fit.jpeg_quality, fit.jpeg_subsampling)
         return noisy
+
+
+def _cpu_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """torch.multinomial on CPU takes only a CPU generator: a CUDA one draws through the global RNG."""
+    return generator if generator is None or generator.device.type == "cpu" else None
+
+
+def describe_mix(mix: Sequence[tuple[str, float]]) -> str:
+    return ", ".join(f"{name} {share:.2g}" for name, share in mix)
+
+
+def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """``clean=0.15,gaussian:0-50=0.3,own=0.3`` -> ((component, share), ...) with the shares
+    normalised to sum to 1; ValueError with the reason otherwise."""
+    parts: list[tuple[str, float]] = []
+    for item in text.split(","):
+        name, sep, weight = item.strip().rpartition("=")
+        name = name.strip().lower()
+        if not sep or not name:
+            raise ValueError(f"{item.strip()!r}: expected COMPONENT=SHARE")
+        try:
+            share = float(weight)
+        except ValueError:
+            raise ValueError(f"{item.strip()!r}: share {weight!r} is not a number") from None
+        if not share > 0:
+            raise ValueError(f"{item.strip()!r}: share must be positive")
+        if name not in ("clean", "own"):
+            try:
+                name = parse_noise(name).describe()
+            except Exception:
+                raise ValueError(f"{name!r}: not clean, own or a noise spec such as gaussian:0-50") from None
+        if name in (n for n, _ in parts):
+            raise ValueError(f"{name!r} is given twice")
+        parts.append((name, share))
+    total = sum(share for _, share in parts)
+    return tuple((name, share / total) for name, share in parts)
 
 
 def summarize(fits: Sequence[ImageNoise]) -> str:
@@ -212,6 +281,12 @@ def sample_spec(clean: torch.Tensor, spec: NoiseSpec, generator: torch.Generator
         u = torch.rand(n, 1, 1, 1, device=clean.device, dtype=clean.dtype, generator=generator)
         sigma = (spec.low + (spec.high - spec.low) * u) / 255.0
         return clean + sigma * _randn(clean.shape, clean, generator)
+    if spec.kind == "poisson-gaussian":
+        u = torch.rand(2, n, 1, 1, 1, device=clean.device, dtype=clean.dtype, generator=generator)
+        std_mid = (spec.low + (spec.high - spec.low) * u[0]) / 255.0
+        shot = SHOT_SHARE[0] + (SHOT_SHARE[1] - SHOT_SHARE[0]) * u[1]
+        var = std_mid**2 * (shot * clean.clamp(0.0, 1.0) / 0.5 + (1.0 - shot))
+        return clean + var.sqrt() * _randn(clean.shape, clean, generator)
     return torch.poisson(clean.clamp(min=0.0) * spec.low, generator=generator) / spec.low
 
 

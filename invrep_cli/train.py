@@ -59,7 +59,7 @@ from invrep_cli.errors import DataError, UsageError
 from invrep_cli.fsutil import atomic_path
 from invrep_cli.losses import lsgan, weighted_total
 from invrep_cli.models import LIRNetworks, Restorer, build_models
-from invrep_cli.noise import NoiseModel, fit_noise_model
+from invrep_cli.noise import NoiseModel, fit_noise_model, parse_mix
 from invrep_cli.objectives import TrainingForward, lir_generator_objective, warm_start_objective, with_latent_noise
 
 Callback = Callable[[dict[str, Any]], None]
@@ -309,6 +309,11 @@ class Trainer:
             raise UsageError("--init-weights starts a run; --resume continues one: give one of them")
         if cfg.warmup_steps < 0:
             raise UsageError(f"--warmup-steps must be >= 0, got {cfg.warmup_steps}")
+        if cfg.noise_mix is not None:
+            try:
+                parse_mix(cfg.noise_mix)
+            except ValueError as exc:
+                raise UsageError(f"--noise-mix {cfg.noise_mix!r}: {exc}") from None
         if cfg.noise_fit_images < 1:
             raise UsageError(f"--noise-fit-images must be >= 1, got {cfg.noise_fit_images}")
         if not 0.0 <= cfg.ema_decay < 1.0:
@@ -357,6 +362,8 @@ class Trainer:
                     f"--noisy {cfg.noisy_dir}: cannot fit a noise model for the warm start: {exc} "
                     "(give larger noisy images, or --warmup-steps 0 for LIR without a warm start)"
                 ) from None
+        if cfg.noise_mix is not None:
+            model = dataclasses.replace(model, mix=parse_mix(cfg.noise_mix))
         record = {"event": "noise_model", "summary": model.describe(), "model": model.to_dict()}
         self.log(record)
         self.emit({"event": "noise_model", "summary": model.describe()})

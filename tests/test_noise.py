@@ -199,3 +199,55 @@ def test_fit_noise_model_reads_jpeg_files(tmp_path, channel_corr: float) -> None
     assert raw is not None and abs(matched - 0.012) < abs(float(np.mean(raw.std_at(0.5))) - 0.012)
     if channel_corr == 0.5:
         assert matched == pytest.approx(0.012, rel=0.15)
+
+
+def test_noise_mix_draws_each_component_by_its_share() -> None:
+    """--noise-mix: the clean share is left exactly as an 8-bit file holds it, the spec components
+    have their own statistics, and the shares come out as asked."""
+    from invrep_cli.noise import parse_mix
+
+    mix = parse_mix("clean=2,gaussian:30=1,poisson-gaussian:10-10=1")
+    assert mix == (("clean", 0.5), ("gaussian:30", 0.25), ("poisson-gaussian:10-10", 0.25))
+    model = NoiseModel(spec=parse_noise("gaussian:5"), mix=mix)
+    torch.manual_seed(0)
+    clean = torch.full((2000, 3, 24, 24), 100 / 255)
+    std = (model.sample(clean) - clean).flatten(1).std(1) * 255
+    untouched = std < 0.01
+    assert abs(float(untouched.float().mean()) - 0.5) < 0.05
+    heavy, light = std > 20, (std > 5) & (std < 20)  # gaussian:30 vs poisson-gaussian at std ~10
+    assert abs(float(heavy.float().mean()) - 0.25) < 0.04
+    assert abs(float(light.float().mean()) - 0.25) < 0.04
+    assert abs(float(std[heavy].mean()) - 30) < 1.0
+    assert NoiseModel.from_dict(model.to_dict()) == model
+
+
+def test_noise_mix_own_component_is_the_base_model() -> None:
+    from invrep_cli.noise import parse_mix
+
+    model = NoiseModel(spec=parse_noise("gaussian:20"), mix=parse_mix("own=1"))
+    clean = torch.full((64, 1, 32, 32), 0.5)  # gray crops (one channel) go through it too
+    std = (model.sample(clean) - clean).flatten(1).std(1) * 255
+    assert float((std - 20).abs().max()) < 3
+    assert "own = gaussian:20" in model.describe()
+
+
+@pytest.mark.parametrize(
+    "text", ["clean", "clean=0", "clean=x", "speckle:3=1", "clean=1,clean=2", "gaussian:9-1=1"]
+)
+def test_noise_mix_refuses_bad_specs(text: str) -> None:
+    from invrep_cli.noise import parse_mix
+
+    with pytest.raises(ValueError):
+        parse_mix(text)
+
+
+def test_poisson_gaussian_spec_is_signal_dependent() -> None:
+    spec = parse_noise("poisson-gaussian:20-20")
+    assert spec.describe() == "poisson-gaussian:20-20"
+    torch.manual_seed(0)
+    dark, mid = torch.full((400, 3, 16, 16), 0.05), torch.full((400, 3, 16, 16), 0.5)
+    from invrep_cli.noise import sample_spec
+
+    s_mid = float((sample_spec(mid, spec) - mid).std() * 255)
+    s_dark = float((sample_spec(dark, spec) - dark).std() * 255)
+    assert abs(s_mid - 20) < 1.0 and s_dark < 0.85 * s_mid

@@ -118,6 +118,15 @@ def train_command(
             panel=_DATA,
         ),
     ] = _TC["jpeg_fraction"],
+    noise_mix: Annotated[
+        str | None,
+        _opt(
+            "--noise-mix",
+            help="Stage 1 draws each crop's noise from one component, by share: clean (no noise), own (the "
+            "--synthetic spec or the fit of --noisy) or a spec, e.g. clean=0.15,gaussian:0-50=0.3,own=0.55.",
+            panel=_DATA,
+        ),
+    ] = None,
     match_levels: Annotated[
         bool,
         _opt(
@@ -243,6 +252,7 @@ def train_command(
             noise_scale=_scale_range(noise_scale),
             jpeg_fraction=jpeg_fraction,
             match_levels=match_levels,
+            noise_mix=noise_mix,
             init_weights=str(init_weights) if init_weights else None,
             batch_size=batch_size,
             crop_size=crop_size,

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The bundled default `lir-unet-mix` (weights/lir-unet-mix.md): one model for clean photos, camera
+# noise, Gaussian and Poisson-Gaussian noise, trained without pairs on the CPU.
+#   data:  copies PolyU100's *_real.JPG (never the *_mean files) as the noisy folder; splits CBSD432
+#          with a fixed seed into 400 training images and 32 held-out ones (the run's own held-out
+#          half, the only images a choice may look at)
+#   train: stage 1 fine-tunes lir-unet-gauss with a noise mix drawn per crop
+#   held:  scores checkpoints on the 32 held-out images (clean / sigma 15,25,50)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+D=../shared/data
+STEPS=${STEPS:-6000}
+MIX=${MIX:-clean=0.15,gaussian:0-50=0.35,poisson-gaussian:1-50=0.2,own=0.3}
+case "${1:-train}" in
+  data)
+    mkdir -p runs/data/PolyU100-real runs/data/CBSD432-train runs/data/CBSD432-held
+    cp "$D"/PolyU100/*_real.JPG runs/data/PolyU100-real/
+    $BIN/python - <<'PY'
+import glob, os
+import numpy as np
+files = sorted(glob.glob("../shared/data/CBSD432/*.jpg"))
+held = set(np.random.default_rng(2026).choice(len(files), 32, replace=False).tolist())
+for i, f in enumerate(files):
+    d = "runs/data/CBSD432-held" if i in held else "runs/data/CBSD432-train"
+    dst = os.path.join(d, os.path.basename(f))
+    if not os.path.exists(dst):
+        os.symlink(os.path.abspath(f), dst)
+PY
+    ;;
+  train)
+    $BIN/invrep train --noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train \
+      --init-weights weights/lir-unet-gauss.safetensors --out runs/mix --noise-mix "$MIX" \
+      --steps "$STEPS" --warmup-steps "$STEPS" --warmup-lr 2e-4 --batch-size 16 --crop-size 64 \
+      --workers 1 --w-semantic 0 --seed 0 --checkpoint-every 250 --keep 40 ;;
+  held)
+    # every checkpoint given as CKPTS (comma list), scored on the held-out clean images
+    $BIN/invrep bench runs/data/CBSD432-held --sigma 0,15,25,50 --weights "$CKPTS" --backends torch \
+      --precisions fp32 --baselines noisy --json ;;
+esac
