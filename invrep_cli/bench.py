@@ -99,8 +99,9 @@ class BenchConfig:
         for p in self.precisions:
             if p != "auto" and p not in PRECISIONS:
                 raise UsageError(f"--precisions: unknown precision {p!r}; choose auto or {', '.join(PRECISIONS)}")
-        if not self.sigmas or any(s <= 0 for s in self.sigmas):
-            raise UsageError("--sigma: give one or more positive noise levels (0-255 scale), e.g. 15,25,50")
+        # sigma 0 scores the clean images themselves: how much a method changes a clean photo
+        if not self.sigmas or any(s < 0 for s in self.sigmas):
+            raise UsageError("--sigma: give one or more noise levels >= 0 (0-255 scale), e.g. 0,15,25,50")
         if self.tile is not None:
             from invrep_cli.restore import RestoreConfig
 

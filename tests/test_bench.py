@@ -288,3 +288,19 @@ def test_a_row_subprocess_does_not_outlive_bench() -> None:
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], timeout=25)
     assert proc.returncode == 1 and time.monotonic() - start < 20
+
+
+def test_sigma_zero_scores_clean_images_as_they_are(tmp_path: Path) -> None:
+    """--sigma 0: the input is the clean image, so the noisy row is identical to its reference (a
+    finite MAX_PSNR, since JSON has no infinity) and NLM leaves it as it is; negative sigmas refused."""
+    from invrep_cli.errors import UsageError
+    from invrep_cli.synthetic import MAX_PSNR
+
+    write_images(tmp_path / "clean", 2, size=(32, 32), seed=3)
+    cfg = BenchConfig(clean_dir=str(tmp_path / "clean"), sigmas=(0, 25), backends=(), baselines=("noisy", "nlm"),
+                      isolate=False)
+    rows = {(r.method, r.sigma): r for r in run_bench(cfg).rows}
+    assert rows[("noisy", 0.0)].psnr == MAX_PSNR and rows[("noisy", 0.0)].ssim == pytest.approx(1.0)
+    assert rows[("noisy", 25.0)].psnr < 35
+    with pytest.raises(UsageError):
+        run_bench(dataclasses.replace(cfg, sigmas=(-1.0,)))
