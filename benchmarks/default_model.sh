@@ -29,8 +29,10 @@ for i, f in enumerate(files):
 PY
     ;;
   train)
-    $BIN/invrep train --noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train \
-      --init-weights weights/lir-unet-gauss.safetensors --out runs/mix --noise-mix "$MIX" \
+    # RESUME=--resume continues runs/mix where it stopped (instead of starting from the Gaussian model)
+    # passive OpenMP waits: on 2 cores shared with other work, spinning threads slowed steps 10x
+    OMP_WAIT_POLICY=PASSIVE $BIN/invrep train --noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train \
+      ${RESUME:---init-weights weights/lir-unet-gauss.safetensors} --out runs/mix --noise-mix "$MIX" \
       --steps "$STEPS" --warmup-steps "$STEPS" --warmup-lr 2e-4 --batch-size 16 --crop-size 64 \
       --workers 1 --w-semantic 0 --seed 0 --checkpoint-every 250 --keep 40 ;;
   held)

@@ -18,14 +18,16 @@ def demo_command(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Add seeded noise to scikit-image's bundled sample photos (offline), restore them with the
-    bundled weights (or --weights), and write OUT/comparison.png: noisy | restored | clean, with PSNR."""
+    """Add seeded noise to scikit-image's bundled sample photos (offline), add a clean photo as it
+    is (and a real camera-noise crop when ../shared/data/CC15 is beside the checkout), restore them
+    with the bundled weights (or --weights), and write OUT/comparison.png: noisy | restored | clean,
+    with PSNR."""
     from invrep_cli.cli.restore import run_and_report
-    from invrep_cli.demo import comparison_image, make_samples
+    from invrep_cli.demo import comparison_image, default_data_dir, make_samples
     from invrep_cli.restore import RestoreConfig
 
     with core_errors():
-        samples = make_samples(out, sigma=sigma)
+        samples = make_samples(out, sigma=sigma, data_dir=default_data_dir())
         # the samples are rewritten each time, so their outputs are always redone
         config = RestoreConfig(
             input=str(out / "noisy"), out=str(out / "restored"), weights=weights, device=device, fmt="png",
@@ -36,5 +38,5 @@ def demo_command(
             raise typer.Exit(1)
         scores = comparison_image(samples, out / "restored", out / "comparison.png")
     for s in scores:
-        console.print(f"{s['image']:<10} noisy {s['psnr_noisy']:6.2f} dB  ->  restored {s['psnr_restored']:6.2f} dB")
+        console.print(f"{s['image']:<18} input {s['psnr_noisy']:6.2f} dB  ->  restored {s['psnr_restored']:6.2f} dB")
     console.print(f"comparison: {out / 'comparison.png'}")
