@@ -47,6 +47,7 @@ from invrep_cli.checkpoint import load_restorer
 from invrep_cli.errors import ExportError, InvrepError, UsageError
 from invrep_cli.fsutil import atomic_path, remove_leftovers, sha256_file
 from invrep_cli.models import Restorer, receptive_field
+from invrep_cli.onnx_backend import GRAPH_DIGEST_KEY, graph_digest
 from invrep_cli.quantize import Calibration
 
 ONNX_FORMAT = "invrep-onnx/1"
@@ -132,7 +133,8 @@ def _write_metadata(path: Path, props: dict[str, str]) -> int:
 
     model = onnx.load(str(path))
     existing = {p.key: p for p in model.metadata_props}
-    for key, value in props.items():
+    # the digest of what this file finally holds (int8: of the quantized graph, not the fp32 one)
+    for key, value in {**props, GRAPH_DIGEST_KEY: graph_digest(model)}.items():
         entry = existing.get(key) or model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "invrep"

@@ -33,6 +33,54 @@ GPU_PROVIDERS = (TENSORRT, CUDA)
 
 # ONNX tensor element types the restorer graph may use for its input
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+#: metadata key of the digest of the graph's initializers and nodes (``graph_digest``), written by
+#: ``invrep export``; graphs exported before it existed have none and load with a note
+GRAPH_DIGEST_KEY = "graph_sha256"
+
+
+def graph_digest(model: Any) -> str:
+    """sha256 over an ONNX model's initializers (name, type, shape, values, in name order) and its
+    nodes (each serialised deterministically, in graph order): the weights and what is done with
+    them. metadata_props sit outside the graph, so writing the digest there does not change it.
+
+    ONNX Runtime checks a graph's structure, not the values of its weights: in issue 18 a file with
+    3 flipped bytes restored with exit 0 and outputs off by up to 37/255, one with 200 all black.
+    """
+    import hashlib
+
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for tensor in sorted(model.graph.initializer, key=lambda t: t.name):
+        values = numpy_helper.to_array(tensor)
+        digest.update(f"{tensor.name}\0{tensor.data_type}\0{tuple(tensor.dims)}\0".encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+    for node in model.graph.node:
+        digest.update(node.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+def verify_graph(path: Path) -> str | None:
+    """Check a graph file against the digest in its metadata. Returns a note when it has none (an
+    older export); raises WeightsError (exit 2) when the file cannot be parsed or does not match."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
+    stored = next((p.value for p in model.metadata_props if p.key == GRAPH_DIGEST_KEY), None)
+    if stored is None:
+        return (
+            f"{path.name} has no {GRAPH_DIGEST_KEY} in its metadata (exported before invrep checked graphs): "
+            "loaded unchecked; export it again to have it verified"
+        )
+    if graph_digest(model) != stored:
+        raise WeightsError(
+            f"{path}: its weights or nodes do not match the {GRAPH_DIGEST_KEY} digest written at export: the "
+            "file is damaged (or was edited); download or export it again"
+        )
+    return None
 
 
 def _cuda_driver_has_device() -> bool:
@@ -162,6 +210,11 @@ class OnnxBackend:
     ) -> None:
         self.path = Path(path)
         self.on_warning: Callable[[str], None] = log.warning
+        if not self.path.is_file():
+            raise WeightsError(f"ONNX file not found: {self.path}")
+        note = verify_graph(self.path)
+        #: what loading found worth saying (an unchecked older graph)
+        self.notes: list[str] = [note] if note else []
         self.session, self.device = make_session(self.path, device, threads)
         self.metadata = read_metadata(self.session)
         graph_input = self.session.get_inputs()[0]
@@ -218,6 +271,13 @@ class OnnxBackend:
 
     def release_memory(self) -> None:
         """ORT keeps its arena; nothing to hand back between retries."""
+
+    @property
+    def precision_policy(self) -> str:
+        return self.precision
+
+    def select_bit_depth(self, bits: int) -> None:
+        """The graph has one precision (chosen at export) whatever the output depth."""
 
     def __repr__(self) -> str:
         return f"OnnxBackend({self.path.name}, {self.device}, {self.precision})"
