@@ -13,15 +13,15 @@ import typer
 
 from invrep_cli import __version__
 from invrep_cli.cli import bench, demo, export, restore, train, weights
-from invrep_cli.cli.common import console_err
+from invrep_cli.cli.common import APP_SETTINGS, HelpCommand, console_err
 
 app = typer.Typer(
     name="invrep",
     help="Unpaired image denoising (LIR): train from unpaired noisy and clean folders, restore folders of images.",
-    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    **APP_SETTINGS,
 )
 
 
@@ -40,11 +40,11 @@ def _root(
     """invrep: learn a denoiser from unpaired noisy and clean images, then restore folders with it."""
 
 
-app.command("train", help=train.__doc__)(train.train_command)
-app.command("restore", help=restore.__doc__)(restore.restore_command)
-app.command("export", help=export.__doc__)(export.export_command)
-app.command("bench", help=bench.__doc__)(bench.bench_command)
-app.command("demo", help=demo.demo_command.__doc__)(demo.demo_command)
+app.command("train", help=train.__doc__, cls=HelpCommand)(train.train_command)
+app.command("restore", help=restore.__doc__, cls=HelpCommand)(restore.restore_command)
+app.command("export", help=export.__doc__, cls=HelpCommand)(export.export_command)
+app.command("bench", help=bench.__doc__, cls=HelpCommand)(bench.bench_command)
+app.command("demo", help=demo.demo_command.__doc__, cls=HelpCommand)(demo.demo_command)
 app.add_typer(weights.app, name="weights")
 
 

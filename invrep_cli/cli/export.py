@@ -10,31 +10,43 @@ import typer
 
 from invrep_cli.cli.common import (
     JsonOpt,
+    NoColorOpt,
     QuietOpt,
     ThreadsOpt,
     WeightsOpt,
     console,
     console_err,
     core_errors,
+    plain_output,
+    plain_table,
     print_json,
 )
 
 
-def _parity_table(report: dict[str, Any]) -> Any:
+def _print_parity(report: dict[str, Any], out: Any, plain: bool) -> None:
+    """The parity table on ``out`` (stdout when it passed, stderr with the error when it did not);
+    plain columns when piped or --no-color."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"ONNX vs PyTorch ({report['provider']}, tolerance {report['tolerance']:g})")
-    table.add_column("input N x C x H x W")
-    table.add_column("max |ONNX - PyTorch|", justify="right")
-    table.add_column("result")
-    for check in report["checks"]:
-        diff = check["max_abs_diff"]
-        table.add_row(
-            " x ".join(map(str, check["size"])),
-            "non-finite" if math.isinf(diff) else f"{diff:.3g}",
-            "[green]pass[/green]" if check["ok"] else "[red]FAIL[/red]",
-        )
-    return table
+    title = f"ONNX vs PyTorch ({report['provider']}, tolerance {report['tolerance']:g})"
+    rows = [
+        [" x ".join(map(str, check["size"])),
+         "non-finite" if math.isinf(check["max_abs_diff"]) else f"{check['max_abs_diff']:.3g}",
+         "pass" if check["ok"] else "FAIL"]
+        for check in report["checks"]
+    ]
+    columns = [("input N x C x H x W", "left"), ("max |ONNX - PyTorch|", "right"), ("result", "left")]
+    if plain:
+        out.print(title, highlight=False, markup=False)
+        out.print(plain_table(columns, [(None, cells, None) for cells in rows]), highlight=False, markup=False)
+        return
+    table = Table(title=escape(title))
+    for name, justify in columns:
+        table.add_column(escape(name), justify=justify)  # type: ignore[arg-type]
+    for size, diff, result in rows:
+        table.add_row(size, diff, "[green]pass[/green]" if result == "pass" else "[red]FAIL[/red]")
+    out.print(table)
 
 
 def _int8_line(report: dict[str, Any]) -> str:
@@ -80,6 +92,7 @@ def export_command(
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    no_color: NoColorOpt = False,
 ) -> None:
     """Export the restorer to ONNX (dynamic batch, height, width; metadata embedded) and check it against PyTorch
     at three sizes, odd ones included. Exit 0 when it matches, 1 when it does not (no file kept), 2 on bad
@@ -90,6 +103,7 @@ def export_command(
     from invrep_cli.weights import resolve_weights
 
     talk = not (quiet or json_out)
+    plain = plain_output(no_color)
     with core_errors():
         if int8 != (calibrate is not None):
             raise UsageError("--int8 and --calibrate DIR go together: int8 ranges are calibrated on images")
@@ -108,19 +122,19 @@ def export_command(
             failed = getattr(exc, "report", None)
             if failed is not None and json_out:
                 print_json({**failed, "error": str(exc)})
-            elif failed is not None and not quiet:
-                console.print(_parity_table(failed))
+            elif failed is not None and not quiet:  # with the error, on stderr
+                _print_parity(failed, console_err, plain)
                 if "int8_parity" in failed:
-                    console.print(_int8_line(failed), highlight=False, soft_wrap=True)
+                    console_err.print(_int8_line(failed), highlight=False, soft_wrap=True, markup=False)
             raise
     if json_out:
         print_json(report)
         return
     if quiet:
         return
-    console.print(_parity_table(report))
+    _print_parity(report, console, plain)
     if report["parity_skipped"]:
-        console.print(f"[yellow]parity check skipped:[/yellow] {report['parity_skipped']}")
+        console_err.print(f"parity check skipped: {report['parity_skipped']}", highlight=False, markup=False)
     if "int8_parity" in report:
         console.print(_int8_line(report), highlight=False, soft_wrap=True)
     worst = max((c["max_abs_diff"] for c in report["checks"]), default=float("nan"))

@@ -8,12 +8,22 @@ from typing import Annotated, Any
 
 import typer
 
-from invrep_cli.cli.common import JsonOpt, QuietOpt, console, console_err, core_errors, plain_table, print_json
+from invrep_cli.cli.common import (
+    APP_SETTINGS,
+    HelpCommand,
+    JsonOpt,
+    QuietOpt,
+    console,
+    console_err,
+    core_errors,
+    plain_table,
+    print_json,
+)
 
 app = typer.Typer(
     help="List and download registered weights (bundled ones and verified downloads into the cache).",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **APP_SETTINGS,
 )
 
 
@@ -35,7 +45,7 @@ def _where(row: dict[str, Any]) -> str:
     return "download" if row["url"] else "missing"
 
 
-@app.command("list")
+@app.command("list", cls=HelpCommand)
 def list_command(json_out: JsonOpt = False) -> None:
     """List registered weights and what each is for: the default one, size, bundled, present locally."""
     from invrep_cli.weights import cache_dir, list_weights, registry_path
@@ -107,7 +117,7 @@ def _progress_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int | No
         bar.stop()
 
 
-@app.command("download")
+@app.command("download", cls=HelpCommand)
 def download_command(
     name: Annotated[str, typer.Argument(help="A registry name (see `invrep weights list`) or an http(s) URL.")],
     force: Annotated[bool, typer.Option("--force", help="Download again even if a verified copy is cached.")] = False,
