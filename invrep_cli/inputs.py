@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from invrep_cli.distenv import dist_from_env
 from invrep_cli.errors import UsageError
 from invrep_cli.imageio import FORMAT_CHOICES, IMAGE_SUFFIXES, output_suffix
 
@@ -223,21 +224,17 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard_from_env(env: dict[str, str] | None = None) -> tuple[int, int] | None:
-    """(RANK, WORLD_SIZE) under torchrun, else None."""
-    env = dict(os.environ) if env is None else env
-    if "RANK" in env and "WORLD_SIZE" in env:
-        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
-        if world > 1:
-            return rank, world
-    return None
+    """(RANK, WORLD_SIZE) under torchrun, else None (``distenv`` reads the environment)."""
+    info = dist_from_env(env)
+    return (info.rank, info.world_size) if info.enabled else None
 
 
 def device_for_rank(device: str, env: dict[str, str] | None = None) -> str:
     """Under torchrun each rank takes the GPU of its LOCAL_RANK when the device is auto or cuda."""
-    env = dict(os.environ) if env is None else env
-    if device in ("auto", "cuda") and "LOCAL_RANK" in env and shard_from_env(env):
+    info = dist_from_env(env)
+    if device in ("auto", "cuda") and info.enabled:
         import torch
 
         if torch.cuda.is_available():
-            return f"cuda:{int(env['LOCAL_RANK']) % torch.cuda.device_count()}"
+            return f"cuda:{info.local_rank % torch.cuda.device_count()}"
     return device
