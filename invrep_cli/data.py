@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from invrep_cli.errors import DataError, UsageError
+from invrep_cli.errors import DataError, ImageError, UsageError
 from invrep_cli.imageio import IMAGE_SUFFIXES
 
 #: decoded training images kept in memory per data-loading process (float32 values: 4 bytes each)
@@ -59,38 +59,19 @@ def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as float32 H x W x 3 RGB in [0, 1].
+    """An image file as float32 H x W x 3 RGB in [0, 1], read the way restore reads it
+    (``imageio``: EXIF orientation applied, the one pixel limit, 16-bit kept, palette/CMYK
+    converted; Pillow decodes, so a TIFF's unknown tags raise no OpenCV warnings).
 
-    8- and 16-bit integer images are divided by their type's maximum (so 16-bit data keeps its
-    precision), float images are clipped to [0, 1], gray is replicated to RGB and alpha dropped.
-    Raises ValueError when the file cannot be decoded.
+    Gray is replicated to RGB (training sees three channels) and alpha dropped. Raises
+    ``ImageError`` (naming the file and the reason) when the file cannot be decoded.
     """
-    import cv2
+    from invrep_cli.imageio import read_image as read_loaded
 
-    # imdecode on bytes instead of imread: works for any path encoding
-    raw = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if img is None:
-        raise ValueError("not a readable image")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    elif img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    else:
-        raise ValueError(f"unsupported channel count {img.shape[2]}")
-    if img.dtype == np.uint8:
-        out = img.astype(np.float32) / 255.0
-    elif img.dtype == np.uint16:
-        out = img.astype(np.float32) / 65535.0
-    elif np.issubdtype(img.dtype, np.floating):
-        out = np.clip(img.astype(np.float32), 0.0, 1.0)
-    else:
-        raise ValueError(f"unsupported pixel type {img.dtype}")
-    return np.ascontiguousarray(out)
+    pixels = read_loaded(path).pixels
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels)
 
 
 @dataclass(frozen=True)
@@ -109,7 +90,7 @@ def scan_images(paths: Sequence[Path], min_size: int, what: str, warn: WarnFn = 
         try:
             img = read_image(path)
         except Exception as exc:  # any decoder failure means "skip this file", never "stop training"
-            warn(f"skipping unreadable image {path}: {exc}")
+            warn(f"skipping unreadable image {exc}" if isinstance(exc, ImageError) else f"skipping {path}: {exc}")
             continue
         h, w = img.shape[:2]
         if h < min_size or w < min_size:
@@ -154,7 +135,8 @@ def parse_noise(spec: str) -> NoiseSpec:
     m = re.fullmatch(r"\s*(gaussian|poisson-gaussian|poisson)\s*:\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*", spec.lower())
     if not m:
         raise UsageError(
-            f"--synthetic {spec!r}: expected gaussian:SIGMA, gaussian:LOW-HIGH, poisson:PEAK or poisson-gaussian:LOW-HIGH"
+            f"--synthetic {spec!r}: expected gaussian:SIGMA, gaussian:LOW-HIGH, poisson:PEAK or "
+            "poisson-gaussian:LOW-HIGH"
         )
     kind = m.group(1)
     try:
