@@ -35,7 +35,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.config import LossWeights, ModelConfig, TrainConfig
 from invrep_cli.demo import add_noise
-from invrep_cli.train import train
+from invrep_cli.training import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -18,8 +18,8 @@ from invrep_cli.losses import (
     weighted_total,
 )
 from invrep_cli.objectives import lir_generator_objective
-from invrep_cli.train import Trainer
-from tests.conftest import write_images
+from invrep_cli.training import LIRModel
+from invrep_cli.vgg import load_vgg_features
 from tests.test_vgg import fake_vgg_state
 
 GENERATORS = ("noisy_encoder", "clean_encoder", "noise_encoder", "noisy_decoder", "clean_decoder")
@@ -68,33 +68,26 @@ def test_weighted_total() -> None:
         weighted_total({"nonsense": torch.tensor(1.0)}, LossWeights())
 
 
-def make_trainer(tmp_path: Path, config: ModelConfig, vgg: bool = False) -> Trainer:
-    write_images(tmp_path / "clean", 4, size=(32, 32))
-    vgg_path = None
+def make_model(tmp_path: Path, config: ModelConfig, vgg: bool = False) -> LIRModel:
+    """The LIR model alone, LIR from step 0: no folders, no run directory."""
+    features = None
     if vgg:
-        vgg_path = tmp_path / "vgg.pth"
-        torch.save(fake_vgg_state(), vgg_path)
+        torch.save(fake_vgg_state(), tmp_path / "vgg.pth")
+        features = load_vgg_features(tmp_path / "vgg.pth")
     cfg = TrainConfig(
         out_dir=str(tmp_path / "run"),
-        clean_dir=str(tmp_path / "clean"),
-        synthetic="gaussian:25",
+        clean_dir="unused",
         model=config,
-        steps=3,
-        batch_size=2,
-        crop_size=16,
-        workers=0,
-        device="cpu",
-        vgg_weights=str(vgg_path) if vgg_path else None,
         losses=LossWeights() if vgg else LossWeights(semantic=0.0),
     )
-    return Trainer(cfg)
+    return LIRModel(config, cfg, warmup_steps=0, vgg=features)
 
 
-def _snapshot(trainer: Trainer) -> dict[str, list[torch.Tensor]]:
+def _snapshot(trainer: LIRModel) -> dict[str, list[torch.Tensor]]:
     return {name: [p.detach().clone() for p in m.parameters()] for name, m in trainer.nets.items()}
 
 
-def _changed(before: dict[str, list[torch.Tensor]], trainer: Trainer) -> set[str]:
+def _changed(before: dict[str, list[torch.Tensor]], trainer: LIRModel) -> set[str]:
     return {
         name
         for name, m in trainer.nets.items()
@@ -108,7 +101,7 @@ def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_each_step_updates_only_its_networks(tmp_path: Path, tiny_config: ModelConfig) -> None:
-    trainer = make_trainer(tmp_path, tiny_config)
+    trainer = make_model(tmp_path, tiny_config)
     x, y = _batch()
     codes = trainer.encode_for_discriminators(x, y)
 
@@ -146,7 +139,7 @@ EXPECTED_REACH = {
 
 
 def test_each_term_reaches_the_right_networks(tmp_path: Path, tiny_config: ModelConfig) -> None:
-    trainer = make_trainer(tmp_path, tiny_config, vgg=True)
+    trainer = make_model(tmp_path, tiny_config, vgg=True)
     assert trainer.vgg is not None
     for name in DISCRIMINATORS:
         getattr(trainer.nets, name).requires_grad_(False)

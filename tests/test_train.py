@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.cli import app
 from invrep_cli.config import LossWeights, ModelConfig, TrainConfig
-from invrep_cli.train import Trainer
+from invrep_cli.training import LIRModel, Trainer
 from tests.conftest import write_images
 from tests.test_vgg import fake_vgg_state
 
@@ -333,33 +333,22 @@ def test_restorer_ships_the_moving_average(tmp_path: Path, clean_dir: Path) -> N
     assert torch.allclose(raw_shipped.state_dict()[key], raw_live[key.removeprefix("clean_decoder.")])
 
 
-def test_update_ema_follows_the_rule(tmp_path: Path, clean_dir: Path, tiny_config: ModelConfig) -> None:
-    cfg = TrainConfig(
-        out_dir=str(tmp_path / "run"),
-        clean_dir=str(clean_dir),
-        synthetic="gaussian:25",
-        model=tiny_config,
-        losses=LossWeights(semantic=0.0),
-        batch_size=2,
-        crop_size=32,
-        workers=0,
-        device="cpu",
-        ema_decay=0.9,
-    )
-    trainer = Trainer(cfg)
-    assert trainer.ema is not None
-    trainer.step = 1000  # warm-up over: the decay is 0.9
-    live = trainer.nets.restorer().state_dict()
+def test_update_ema_follows_the_rule(tmp_path: Path, tiny_config: ModelConfig) -> None:
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), clean_dir="unused", model=tiny_config, ema_decay=0.9)
+    model = LIRModel(tiny_config, cfg, warmup_steps=0)  # no folders: the model alone
+    assert model.ema is not None
+    model.step = 1000  # warm-up over: the decay is 0.9
+    live = model.nets.restorer().state_dict()
     key = next(k for k, v in live.items() if v.dim() == 4)
-    before = trainer.ema.state_dict()[key].clone()
+    before = model.ema.state_dict()[key].clone()
     with torch.no_grad():
-        trainer.nets.restorer().state_dict(keep_vars=True)[key].add_(1.0)
-    target = trainer.nets.restorer().state_dict()[key]
-    trainer.ema.update(trainer.step)
-    assert torch.allclose(trainer.ema.state_dict()[key], 0.9 * before + 0.1 * target, atol=1e-6)
-    trainer.step = 0  # first update: decay min(0.9, 1/10) = 0.1, mostly the live weights
-    trainer.ema.update(trainer.step)
-    after = trainer.ema.state_dict()[key]
+        model.nets.restorer().state_dict(keep_vars=True)[key].add_(1.0)
+    target = model.nets.restorer().state_dict()[key]
+    model.ema.update(model.step)
+    assert torch.allclose(model.ema.state_dict()[key], 0.9 * before + 0.1 * target, atol=1e-6)
+    model.step = 0  # first update: decay min(0.9, 1/10) = 0.1, mostly the live weights
+    model.ema.update(model.step)
+    after = model.ema.state_dict()[key]
     assert torch.allclose(after, 0.1 * (0.9 * before + 0.1 * target) + 0.9 * target, atol=1e-6)
 
 

@@ -2,15 +2,21 @@
 
 Give --noisy DIR and --clean DIR (unpaired), or --clean DIR with --synthetic gaussian:25 |
 gaussian:5-50 | poisson:PEAK to split the clean folder into two halves and make one half noisy on
-the fly. Writes RUN_DIR/log.jsonl, checkpoints (RUN_DIR/last.pt, RUN_DIR/checkpoints/), sample
-images and RUN_DIR/restorer.safetensors for `invrep restore`. Ctrl-C saves a checkpoint;
---resume continues exactly. Runs under `torchrun --nproc_per_node N` for several GPUs.
+the fly. With nothing else it runs the recipe that ships: lir-lite-unet started from the bundled
+model nearest the folder's noise (--init-weights auto), 1200 stage-1 steps (or as many as --time
+allows), no LIR stage 2 (--lir-steps N turns it on). Writes RUN_DIR/log.jsonl, checkpoints
+(RUN_DIR/last.pt, RUN_DIR/checkpoints/), sample images, RUN_DIR/restorer.safetensors for
+`invrep restore` and, at the end, a no-reference score of the start and trained models on the
+noisy folder with RUN_DIR/report.png (noisy | start | trained crops). Ctrl-C saves a checkpoint;
+--resume continues exactly (a changed option that would change the run is refused; --steps,
+--lir-steps, --time, --workers, --device, --amp, --channels-last, --compile, the --*-every
+intervals, --keep, --val-*, --vgg-weights and --report-images may change). Runs under
+`torchrun --nproc_per_node N` for several GPUs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,11 +69,11 @@ def train_command(
         str,
         _opt(
             "--config",
-            help="Model preset: lir (paper), lir-lite (half width), lir-lite-unet (lir-lite with "
-            "skips at full and half resolution and a residual output: the shipped models), lir-lite-skip.",
+            help="Model preset: lir-lite-unet (default, the shipped models: lir-lite with skips at full and "
+            "half resolution and a residual output), lir (the paper's), lir-lite (half width), lir-lite-skip.",
             panel=_MODEL,
         ),
-    ] = "lir",
+    ] = "lir-lite-unet",
     width: Annotated[
         int | None, _opt("--width", help="Override the first conv width (generators and discriminators).", panel=_MODEL)
     ] = None,
@@ -81,15 +87,46 @@ def train_command(
         str | None,
         _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL),
     ] = None,
-    steps: Annotated[int, _opt("--steps", help="Training iterations, both stages together.")] = _TC["steps"],
+    steps: Annotated[
+        int | None,
+        _opt(
+            "--steps",
+            help="Training iterations, both stages together; wins over --time. Default: --warmup-steps + "
+            "--lir-steps, i.e. 1200 stage-1 steps alone. May change on --resume (steps past stage 1 are LIR).",
+        ),
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        _opt(
+            "--time",
+            help="Wall-clock budget, e.g. 45s, 20m, 2h: a few steps are timed first (then undone), the step "
+            "count is sized to fit and the ETA printed before the first step. May change on --resume.",
+        ),
+    ] = None,
     warmup_steps: Annotated[
-        int,
+        int | None,
         _opt(
             "--warmup-steps",
-            help="Stage 1 (no pairs): the first N steps train E_X and G_Y on clean crops with noise from a noise "
-            "model of the noisy domain (the --synthetic spec, or fitted to --noisy); LIR follows. 0: LIR from scratch.",
+            help="Stage 1 (no pairs): N steps train E_X and G_Y on clean crops with noise from a noise model of "
+            "the noisy domain (the --synthetic spec, or fitted to --noisy). Default 1200 (or what --time allows); "
+            "0: LIR from scratch.",
         ),
-    ] = _TC["warmup_steps"],
+    ] = None,
+    lir_steps: Annotated[
+        int | None,
+        _opt(
+            "--lir-steps",
+            help="Stage 2 (LIR) steps after stage 1. Default 0: stage 2 lowered every model it was measured on "
+            "(README). May change on --resume.",
+        ),
+    ] = None,
+    lir_freeze: Annotated[
+        int,
+        _opt(
+            "--lir-freeze",
+            help="Stage 2's first N steps leave E_X and G_Y untouched while the networks stage 2 adds learn.",
+        ),
+    ] = _TC["lir_freeze_steps"],
     warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
         "warmup_lr"
     ],
@@ -137,13 +174,16 @@ def train_command(
         ),
     ] = _TC["match_levels"],
     init_weights: Annotated[
-        Path | None,
+        str,
         _opt(
             "--init-weights",
-            help="Start E_X and G_Y from this restorer (.safetensors or a checkpoint): fine-tune a shipped model.",
+            help="Where E_X and G_Y start. auto (default): the bundled model whose recorded noise is nearest the "
+            "noise of the noisy domain (blur, channel correlation, JPEG; ties and doubt: the default "
+            "lir-unet-gauss), when --config is the bundled models' lir-lite-unet; else random weights. none: "
+            "random weights. PATH: a restorer (.safetensors or a checkpoint; its model config is used).",
             panel=_MODEL,
         ),
-    ] = None,
+    ] = _TC["init_weights"],
     batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = _TC[
         "batch_size"
     ],
@@ -205,78 +245,26 @@ def train_command(
         bool, _opt("--channels-last", help="Use channels-last memory format (faster on GPUs).")
     ] = False,
     compile: Annotated[bool, _opt("--compile", help="torch.compile the networks.")] = False,
+    report_images: Annotated[
+        int,
+        _opt(
+            "--report-images",
+            help="At the end, score the start and trained models on N noisy images (no reference) and write "
+            "RUN_DIR/report.png; 0: no report.",
+        ),
+    ] = _TC["report_images"],
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    from invrep_cli.config import model_preset
+    options = {k: v for k, v in locals().items() if k not in ("json_out", "quiet")}
+    from invrep_cli.distenv import dist_from_env
 
-    rank = int(os.environ.get("RANK", "0"))
+    rank = dist_from_env().rank
     with core_errors():
-        if decoder_norm is not None and decoder_norm not in ("channel", "batch", "layer"):
-            raise _usage(f"--decoder-norm {decoder_norm!r}: choose channel, batch or layer")
-        try:
-            model = model_preset(
-                config,
-                width=width,
-                disc_width=width,
-                n_res_blocks=res_blocks,
-                disc_scales=disc_scales,
-                decoder_norm=decoder_norm,
-            )
-        except KeyError as exc:
-            raise _usage(str(exc.args[0])) from None
-        for name, value in (("--width", width), ("--res-blocks", res_blocks), ("--disc-scales", disc_scales)):
-            if value is not None and value < 1:
-                raise _usage(f"{name} must be >= 1, got {value}")
-        cfg = TrainConfig(
-            out_dir=str(out),
-            clean_dir=str(clean),
-            noisy_dir=str(noisy) if noisy else None,
-            synthetic=synthetic,
-            val_noisy_dir=str(val_noisy) if val_noisy else None,
-            val_clean_dir=str(val_clean) if val_clean else None,
-            model=model,
-            losses=LossWeights(
-                domain_adv=w_domain_adv,
-                repr_adv=w_repr_adv,
-                self_rec=w_self_rec,
-                cycle=w_cycle,
-                latent=w_latent,
-                background=w_background,
-                semantic=w_semantic,
-            ),
-            steps=steps,
-            warmup_steps=warmup_steps,
-            warmup_lr=warmup_lr,
-            gray_fraction=gray_fraction,
-            noise_scale=_scale_range(noise_scale),
-            jpeg_fraction=jpeg_fraction,
-            match_levels=match_levels,
-            noise_mix=noise_mix,
-            init_weights=str(init_weights) if init_weights else None,
-            batch_size=batch_size,
-            crop_size=crop_size,
-            lr=lr,
-            repr_lr=repr_lr,
-            lr_step=lr_step,
-            ema_decay=ema,
-            seed=seed,
-            device=device,
-            amp=amp,
-            workers=workers,
-            checkpoint_every=checkpoint_every,
-            keep_checkpoints=keep,
-            sample_every=sample_every,
-            val_every=val_every,
-            log_every=log_every,
-            resume=resume,
-            vgg_weights=str(vgg_weights) if vgg_weights else None,
-            channels_last=channels_last,
-            compile=compile,
-        )
+        cfg = _config(**options)
         show = rank == 0 and not quiet and not json_out
         with _Progress(show, quiet or rank != 0) as progress:
-            from invrep_cli.train import train
+            from invrep_cli.training import train
 
             result = train(cfg, progress.handle)
     if rank != 0:
@@ -284,13 +272,76 @@ def train_command(
     if json_out:
         print_json(result.to_dict())
     elif not quiet:
-        line = f"step {result.step}/{result.steps}  checkpoint {result.checkpoint}  restorer {result.restorer}"
-        console.print(
-            ("[yellow]interrupted[/yellow]; " if result.interrupted else "[green]done[/green]: ") + line,
-            highlight=False,
-        )
+        _print_result(result)
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _config(
+    *, out: Path, clean: Path, noisy: Path | None, synthetic: str | None, val_noisy: Path | None,
+    val_clean: Path | None, config: str, width: int | None, res_blocks: int | None, disc_scales: int | None,
+    decoder_norm: str | None, noise_scale: str, time_budget: str | None, init_weights: str,
+    vgg_weights: Path | None, ema: float, keep: int, lir_freeze: int,
+    w_domain_adv: float, w_repr_adv: float, w_self_rec: float, w_cycle: float, w_latent: float,
+    w_background: float, w_semantic: float, **rest: Any,
+) -> TrainConfig:
+    """The options as a TrainConfig (which checks itself); UsageError on a bad value."""
+    from invrep_cli.config import model_preset
+    from invrep_cli.training.budget import parse_duration
+
+    if decoder_norm is not None and decoder_norm not in ("channel", "batch", "layer"):
+        raise _usage(f"--decoder-norm {decoder_norm!r}: choose channel, batch or layer")
+    for name, value in (("--width", width), ("--res-blocks", res_blocks), ("--disc-scales", disc_scales)):
+        if value is not None and value < 1:
+            raise _usage(f"{name} must be >= 1, got {value}")
+    try:
+        model = model_preset(
+            config, width=width, disc_width=width, n_res_blocks=res_blocks, disc_scales=disc_scales,
+            decoder_norm=decoder_norm,
+        )
+    except KeyError as exc:
+        raise _usage(str(exc.args[0])) from None
+    losses = LossWeights(
+        domain_adv=w_domain_adv, repr_adv=w_repr_adv, self_rec=w_self_rec, cycle=w_cycle, latent=w_latent,
+        background=w_background, semantic=w_semantic,
+    )
+    return TrainConfig(
+        out_dir=str(out),
+        clean_dir=str(clean),
+        noisy_dir=str(noisy) if noisy else None,
+        synthetic=synthetic,
+        val_noisy_dir=str(val_noisy) if val_noisy else None,
+        val_clean_dir=str(val_clean) if val_clean else None,
+        model=model,
+        losses=losses,
+        noise_scale=_scale_range(noise_scale),
+        time_budget=parse_duration(time_budget) if time_budget is not None else None,
+        init_weights=init_weights,
+        vgg_weights=str(vgg_weights) if vgg_weights else None,
+        ema_decay=ema,
+        keep_checkpoints=keep,
+        lir_freeze_steps=lir_freeze,
+        **rest,
+    )  # fmt: skip
+
+
+def _print_result(result: Any) -> None:
+    line = f"step {result.step}/{result.steps}  checkpoint {result.checkpoint}  restorer {result.restorer}"
+    console.print(
+        ("[yellow]interrupted[/yellow]; " if result.interrupted else "[green]done[/green]: ") + line,
+        highlight=False,
+    )
+    report = result.report
+    if report:
+        start = report["start_estimated_psnr"]
+        versus = f"{report['start']} {start:.2f} dB -> " if start is not None else ""
+        console.print(
+            f"on {report['images']} noisy image(s), no reference (SURE under the fitted noise; ranks models, not a "
+            f"PSNR against clean images): {versus}trained {report['trained_estimated_psnr']:.2f} dB; "
+            f"crops noisy | start | trained in {report['picture']}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _scale_range(text: str) -> tuple[float, float]:
@@ -412,7 +463,8 @@ class _Progress:
             self.bar.console.print(
                 f"{what} {event['model_config']['name']} on {event['device']}, amp {event['amp']}, "
                 f"{event['world_size']} process(es); {event['data']}; semantic loss {semantic}; "
-                f"warm start: {event['warmup_steps']} steps",
+                f"stage 1: {event['warmup_steps']} steps, stage 2 (LIR): {event['lir_steps']} steps; "
+                f"start: {event['init_weights'] or 'checkpoint'}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -428,6 +480,15 @@ class _Progress:
             self.bar.update(self.task, completed=event["step"], rate=f"{rate:.2f} step/s")
             if not self.bar.console.is_terminal:
                 self._plain_status(event, rate)
+        elif kind == "plan":
+            stage2 = f", stage 2 {event['stage2_step_s']:.2f} s/step" if event["stage2_step_s"] else ""
+            stage1 = f"stage 1 {event['stage1_step_s']:.3f} s/step" if event["stage1_step_s"] else ""
+            self.bar.console.print(
+                f"--time: probe {stage1}{stage2} (set-up {event['setup_and_probe_s']:.0f} s) -> {event['steps']} steps "
+                f"({event['warmup_steps']} stage 1); ETA {event['eta']}",
+                highlight=False,
+                soft_wrap=True,
+            )
         elif kind == "noise_model":
             self.bar.console.print(f"stage 1 noise model: {event['summary']}", highlight=False, soft_wrap=True)
         elif kind == "val":

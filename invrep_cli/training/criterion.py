@@ -1,0 +1,71 @@
+"""A no-reference score of a restorer on the user's own noisy images: Stein's unbiased risk
+estimate (SURE) of its mean squared error, under the noise fitted to each image.
+
+For y = x + n with n ~ N(0, S) and any restorer f, E||f(y) - x||^2 = E||f(y) - y||^2 - tr(S) +
+2 E[tr(S J_f(y))] (Stein's lemma; S may be correlated across pixels and channels). The last term
+is estimated by Monte Carlo (Ramani, Blu, Unser 2008): b drawn from the fitted noise itself (so
+E[b^T J b] = tr(S J)), tr(S J) ~ b . (f(y + e b) - f(y)) / e. That is "re-noise the input with the
+fitted model and restore again", made into an estimate of the error against the clean image no
+one has. Over-smoothing shows as a large ||f(y) - y||^2 that the divergence does not pay back;
+leaving noise in, as a large divergence. The signal-dependent variance is taken at the noisy
+value, and clipping, quantisation and JPEG are outside the Gaussian model: the estimate ranks
+restorers, it is not a PSNR to quote against a reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from invrep_cli.noise import ImageNoise, fit_image_noise, sample_fitted
+
+RestoreFn = Callable[[torch.Tensor], torch.Tensor]
+#: the Monte-Carlo step: the perturbation is this share of a noise draw (small against the noise,
+#: large against fp32 rounding of the restorer's output)
+EPSILON = 0.01
+
+
+@dataclass(frozen=True)
+class NoisyImage:
+    """One image of the noisy folder (H x W x 3 in [0, 1]) with the noise fitted to it."""
+
+    pixels: np.ndarray
+    noise: ImageNoise
+
+
+def prepare(images: Sequence[np.ndarray]) -> list[NoisyImage]:
+    """The images whose noise can be fitted (flat areas to measure it), each with its fit."""
+    out = []
+    for img in images:
+        fit = fit_image_noise(img)
+        if fit is not None:
+            out.append(NoisyImage(np.ascontiguousarray(img, dtype=np.float32), fit))
+    return out
+
+
+@torch.no_grad()
+def sure_mse(restore: RestoreFn, image: NoisyImage, seed: int = 0) -> float:
+    """SURE of the restorer's mean squared error per sample (0-1 scale) on one noisy image."""
+    y = torch.from_numpy(image.pixels.transpose(2, 0, 1)).unsqueeze(0)
+    generator = torch.Generator().manual_seed(seed)
+    fit = image.noise
+    b = sample_fitted(y, [fit], generator) - y  # unclipped: a draw of N(0, S(y))
+    variance = (
+        torch.tensor(fit.gain)[None, :, None, None] * y.clamp(0, 1) + torch.tensor(fit.floor)[None, :, None, None]
+    ).clamp(min=0)
+    restored = restore(y).float()
+    perturbed = restore(y + EPSILON * b).float()
+    divergence = (b * (perturbed - restored)).sum() / EPSILON
+    risk = ((restored - y) ** 2).sum() - variance.sum() + 2.0 * divergence
+    return float(risk) / y.numel()
+
+
+def estimated_psnr(restore: RestoreFn, images: Sequence[NoisyImage], seed: int = 0) -> float:
+    """10 log10(1 / mean SURE) over the images: higher is better (a ranking, see the module docstring)."""
+    risks = [sure_mse(restore, img, seed + k) for k, img in enumerate(images)]
+    mse = max(float(np.mean(risks)), 1e-10)
+    return 10.0 * math.log10(1.0 / mse)

@@ -1,0 +1,96 @@
+"""What the run did on the user's own noisy folder, said without a reference: the no-reference
+score (``criterion``) of the restorer the run started from and of the one it made, and a picture
+of a few crops side by side (noisy | start | trained)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from invrep_cli.models import Restorer
+from invrep_cli.training.criterion import NoisyImage, estimated_psnr, prepare
+from invrep_cli.training.run_folder import save_png
+
+#: side of the centre crop each image is scored on (bounded cost: restore runs twice per crop)
+SCORE_CROP = 256
+#: side of the crops in the picture
+PICTURE_CROP = 128
+
+
+@dataclass
+class RunReport:
+    images: int
+    start_name: str
+    start_score: float | None
+    trained_score: float
+    picture: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "images": self.images,
+            "start": self.start_name,
+            "start_estimated_psnr": None if self.start_score is None else round(self.start_score, 3),
+            "trained_estimated_psnr": round(self.trained_score, 3),
+            "picture": self.picture,
+            "criterion": "SURE under the noise fitted to each image (no reference; ranks restorers)",
+        }
+
+
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return np.ascontiguousarray(img[top : top + ch, left : left + cw])
+
+
+def _runner(restorer: Restorer, device: torch.device):  # noqa: ANN202 - a closure over the restorer
+    restorer = restorer.eval()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return restorer(x.to(device)).float().cpu()
+
+    return run
+
+
+@torch.no_grad()
+def write_report(
+    noisy_images: Sequence[np.ndarray],
+    trained: Restorer,
+    start: Restorer | None,
+    start_name: str,
+    picture_path: Path,
+    device: torch.device,
+) -> RunReport | None:
+    """Score both restorers on centre crops of the noisy images and write the picture; None when no
+    image has flat areas enough to fit its noise."""
+    crops = [centre_crop(img, SCORE_CROP) for img in noisy_images]
+    scored: list[NoisyImage] = prepare(crops)
+    if not scored:
+        # the crop may be too small to fit the noise in: fit on the whole image instead
+        scored = [NoisyImage(c, s.noise) for c, s in zip(crops, prepare(noisy_images), strict=False)]
+    if not scored:
+        return None
+    run_trained = _runner(trained, device)
+    run_start = _runner(start, device) if start is not None else None
+    trained_score = estimated_psnr(run_trained, scored)
+    start_score = estimated_psnr(run_start, scored) if run_start is not None else None
+    rows = []
+    for img in scored[:4]:
+        crop = centre_crop(img.pixels, PICTURE_CROP)
+        x = torch.from_numpy(crop.transpose(2, 0, 1)).unsqueeze(0)
+        panels = [crop]
+        for fn in (run_start, run_trained):
+            if fn is not None:
+                panels.append(fn(x)[0].numpy().transpose(1, 2, 0))
+        gap = np.ones((crop.shape[0], 4, 3), np.float32)
+        row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+        rows.append(row)
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
+    picture = np.round(np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
+    save_png(picture_path, picture)
+    return RunReport(len(scored), start_name, start_score, trained_score, str(picture_path))

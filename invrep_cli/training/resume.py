@@ -1,0 +1,90 @@
+"""``--resume`` continues a run as it was: every option that changes what the run learns must be
+the checkpoint's. Those that may change are ``config.RESUME_SAFE_FIELDS`` (how long it goes on,
+where it runs, how often it reports); any other difference is refused with the list."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from invrep_cli.config import INIT_AUTO, INIT_NONE, RESUME_SAFE_FIELDS, LossWeights, ModelConfig, TrainConfig
+from invrep_cli.errors import UsageError
+
+#: option names where they are not the field name with dashes
+_OPTION = {
+    "clean_dir": "--clean", "noisy_dir": "--noisy", "ema_decay": "--ema", "keep_checkpoints": "--keep",
+    "time_budget": "--time", "lir_freeze_steps": "--lir-freeze", "match_levels": "--match-levels",
+}  # fmt: skip
+_MODEL_OPTION = {"name": "--config", "width": "--width", "n_res_blocks": "--res-blocks", "disc_scales": "--disc-scales",
+                 "decoder_norm": "--decoder-norm", "disc_width": "--width"}  # fmt: skip
+#: resolved by the run, compared on their own (``warmup_steps``: the stage boundary)
+_STEP_FIELDS = {"steps", "warmup_steps", "lir_steps"}
+_DIR_FIELDS = {"clean_dir", "noisy_dir"}
+
+
+def option_name(field: str) -> str:
+    return _OPTION.get(field, "--" + field.replace("_", "-"))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(a)))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _dir(value: Any) -> Any:
+    return str(Path(value).resolve()) if value else value
+
+
+def differences(cfg: TrainConfig, run: dict[str, Any], run_model: ModelConfig) -> list[str]:
+    """``--option: the run has A, this command B`` for every run-changing difference between the
+    command's config and the checkpoint's ``train_config`` (fields a checkpoint predates are skipped)."""
+    diffs: list[str] = []
+
+    def add(option: str, was: Any, now: Any) -> None:
+        diffs.append(f"{option}: the run has {was!r}, this command {now!r}")
+
+    for f in dataclasses.fields(TrainConfig):
+        name = f.name
+        if name in RESUME_SAFE_FIELDS or name in _STEP_FIELDS or name not in run or name in ("model", "losses"):
+            continue
+        now, was = getattr(cfg, name), run[name]
+        if name in _DIR_FIELDS:
+            now, was = _dir(now), _dir(was)
+        if not _same(now, was):
+            add(option_name(name), was, now)
+    if cfg.warmup_steps is not None and "warmup_steps" in run and cfg.warmup_steps != run["warmup_steps"]:
+        add("--warmup-steps", run["warmup_steps"], cfg.warmup_steps)
+    run_losses = run.get("losses", {})
+    for f in dataclasses.fields(LossWeights):
+        if f.name in run_losses and not _same(getattr(cfg.losses, f.name), run_losses[f.name]):
+            add(f"--w-{f.name.replace('_', '-')}", run_losses[f.name], getattr(cfg.losses, f.name))
+    # a run started from a restorer file took that file's networks, whatever --config said
+    from_file = run.get("init_weights") not in (None, INIT_AUTO, INIT_NONE)
+    if cfg.model != run_model and not from_file:
+        for f in dataclasses.fields(ModelConfig):
+            was, now = getattr(run_model, f.name), getattr(cfg.model, f.name)
+            if was != now and not (f.name == "disc_width" and run_model.width != cfg.model.width):
+                option = _MODEL_OPTION.get(f.name, f"--config ({f.name})")
+                add(option, was, now)
+    return diffs
+
+
+def check_resume(cfg: TrainConfig, ckpt: dict[str, Any]) -> None:
+    """UsageError (exit 2) listing every run-changing option that differs from the checkpoint's."""
+    run = ckpt.get("train_config") or {}
+    run_model = ModelConfig.from_dict(ckpt["model_config"])
+    diffs = differences(cfg, run, run_model)
+    if diffs:
+        safe = ", ".join(sorted(option_name(n) for n in RESUME_SAFE_FIELDS if n not in ("resume", "out_dir")))
+        raise UsageError(
+            "--resume: this command changes the run, which would no longer continue as it was:\n  "
+            + "\n  ".join(diffs)
+            + f"\ngive the run's values (or start a new --out); options that may change on resume: {safe}"
+        )
