@@ -3,8 +3,10 @@
 A backend runs N x 3 x H x W float32 batches in [0, 1] (H, W multiples of ``size_multiple``) and
 says what actually ran (``device``, ``precision``) so logs and JSON records are honest. Device
 policy: ``auto`` takes CUDA when present, ``cuda`` without a GPU is an error (never a silent CPU
-fallback); precision ``auto`` is bf16 (fp16 where bf16 is unsupported) on CUDA and fp32 on CPU;
-fp16 on CPU is refused, and bf16 on CPU is refused where the processor has no bf16 instructions
+fallback). Precision ``auto`` is bf16 (fp16 where bf16 is unsupported) on CUDA; on CPU it is bf16
+for 8-bit outputs where the processor has bf16 instructions, and fp32 for 16-bit outputs (whose
+65536 levels bf16's 8 significant bits cannot hold) and on every other CPU. fp16 on CPU is
+refused, and bf16 on CPU is refused where the processor has no bf16 instructions
 (``devices.cpu_bf16_unsupported``); int8 is an ONNX graph (``invrep export --int8``), not a torch
 precision. Half-precision output with NaN/inf is recomputed in fp32 with a warning.
 """
@@ -37,12 +39,14 @@ class Backend(Protocol):
     name: str  # "torch" or "onnx"
     device: str  # what actually runs, e.g. "cpu (2 threads)", "cuda:0 (NVIDIA H100)", "CPUExecutionProvider"
     precision: str  # "fp32" | "fp16" | "bf16" actually in use
+    precision_policy: str  # what a run uses, e.g. "bf16" or "bf16 (8-bit), fp32 (16-bit)": recorded
     size_multiple: int  # tiles must be multiples of this (4 for the default shape)
     context_margin: int  # px of context each tile needs so its centre equals whole-image output
     accepts_gray: bool  # run() takes N x 1 x H x W too (else gray is replicated to RGB)
     weights_sha256: str  # of the weights file: a folder run's record compares it
     on_warning: Callable[[str], None]  # one-line warnings while running (e.g. an fp32 fallback)
     metadata: dict[str, Any]  # what the weights file says about itself (model config, margin, provenance)
+    notes: list[str]  # what loading found worth saying (e.g. an older graph loaded unchecked)
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...  # N x C x H x W float32 in [0,1] -> same
 
@@ -51,6 +55,8 @@ class Backend(Protocol):
     def bytes_per_pixel(self) -> float: ...  # peak inference memory per input pixel (measured or estimated)
 
     def release_memory(self) -> None: ...  # give cached device memory back before an out-of-memory retry
+
+    def select_bit_depth(self, bits: int) -> None: ...  # the next image is written at this depth
 
 
 def theoretical_margin(receptive_field: int, size_multiple: int) -> int:
@@ -93,17 +99,25 @@ class TorchBackend:
             torch.set_num_threads(threads)
         self.torch_device = resolve_device(device)
         on_cuda = self.torch_device.type == "cuda"
-        if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "fp32"
+        #: precision for outputs over 8 bits, when it differs from the one for 8-bit outputs
+        wide_precision: str | None = None
+        if precision == "auto" and on_cuda:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif precision == "auto":
+            # measured (README, Measured: CPU precision): on CBSD68 through restore's tiles bf16
+            # was 2.1-2.7x fp32 at -0.011 dB on 8-bit outputs; 16-bit outputs stay fp32
+            precision, wide_precision = ("fp32", None) if cpu_bf16_unsupported() else ("bf16", "fp32")
         if precision == "fp16" and not on_cuda:
             raise UsageError("--precision fp16 on CPU is refused (slow and prone to black images); use fp32 or bf16")
         if precision == "bf16" and not on_cuda and (reason := cpu_bf16_unsupported()):
             raise UsageError(f"--precision bf16 on CPU is refused: {reason}; use --precision fp32")
         self.precision = precision
+        self.precision_8bit, self.precision_16bit = precision, wide_precision or precision
         self.on_warning = on_warning or log.warning
         self.half_fallbacks = 0
 
         model, meta = load_restorer(weights)
+        self.notes: list[str] = []
         self.metadata: dict[str, Any] = meta
         self.weights_sha256 = str(meta["sha256"])
         self.config = model.config
@@ -120,18 +134,36 @@ class TorchBackend:
         # (paired medians, benchmarks/precision_speed.py), so every path uses it
         self.memory_format = torch.channels_last
         self.model_fp32 = model.to(self.torch_device, memory_format=self.memory_format).eval()
-        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        self.model = (
-            self.model_fp32 if precision == "fp32"
-            else copy.deepcopy(self.model_fp32).to(dtype=self.dtype, memory_format=self.memory_format)
-        )
-        if compile:
-            # Tiles share one shape, so a static-shape compile is reused for every tile; on CUDA
-            # "max-autotune" also captures CUDA graphs, removing per-kernel launch overhead.
-            mode = "max-autotune" if on_cuda else "default"
-            self.model = torch.compile(self.model, mode=mode, dynamic=False)
+        self._dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        self._models: dict[str, Any] = {}
+        for name in {self.precision_8bit, self.precision_16bit}:
+            model_p = (
+                self.model_fp32 if name == "fp32"
+                else copy.deepcopy(self.model_fp32).to(dtype=self._dtypes[name], memory_format=self.memory_format)
+            )
+            if compile:
+                # Tiles share one shape, so a static-shape compile is reused for every tile; on CUDA
+                # "max-autotune" also captures CUDA graphs, removing per-kernel launch overhead.
+                mode = "max-autotune" if on_cuda else "default"
+                model_p = torch.compile(model_p, mode=mode, dynamic=False)
+            self._models[name] = model_p
+        self.dtype = self._dtypes[precision]
+        self.model = self._models[precision]
         self.compiled = compile
         self.device = describe_device(self.torch_device)
+
+    @property
+    def precision_policy(self) -> str:
+        """What this backend runs each output at: one precision, or one per output depth."""
+        if self.precision_8bit == self.precision_16bit:
+            return self.precision_8bit
+        return f"{self.precision_8bit} (8-bit), {self.precision_16bit} (16-bit)"
+
+    def select_bit_depth(self, bits: int) -> None:
+        """Run the next image at the precision for its output depth (differs only for ``auto`` on
+        a bf16 CPU: bf16 for 8-bit, fp32 for 16-bit outputs)."""
+        name = self.precision_16bit if bits > 8 else self.precision_8bit
+        self.precision, self.dtype, self.model = name, self._dtypes[name], self._models[name]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -149,10 +181,9 @@ class TorchBackend:
         message = f"{self.precision} output had NaN/inf: batch recomputed in fp32"
         if self.half_fallbacks >= _MAX_HALF_FALLBACKS:
             message += f"; switching to fp32 for the rest of the run ({self.half_fallbacks} fallbacks)"
-            self.model, self.precision = self.model_fp32, "fp32"
-            import torch
-
-            self.dtype = torch.float32
+            self.precision_8bit = self.precision_16bit = "fp32"
+            self._models.setdefault("fp32", self.model_fp32)
+            self.select_bit_depth(8)
         self.on_warning(message)
         return self.model_fp32(x)
 

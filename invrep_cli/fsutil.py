@@ -90,6 +90,27 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
             tmp_path.unlink()
 
 
+def writable_problem(folder: str | os.PathLike[str]) -> str | None:
+    """Why files cannot be created in ``folder`` (or, when it does not exist yet, in the nearest
+    folder above it that does, where it would be made), or None when they can.
+
+    Tried, not guessed from permission bits (root ignores them; a read-only mount or a full disk
+    does not show in them): a hidden probe file is created and removed at once."""
+    target = Path(folder).absolute()
+    while not target.exists() and target.parent != target:
+        target = target.parent
+    if not target.is_dir():
+        return f"{target} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".invrep-probe-", suffix=PART_SUFFIX, dir=target)
+    except OSError as exc:
+        return f"{target}: {exc.strerror or exc}"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
+
+
 def leftover_owner(name: str) -> str | None:
     """The target file name an ``atomic_path`` temporary named ``name`` was for, else None.
 

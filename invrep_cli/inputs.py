@@ -9,6 +9,7 @@ cannot be listed). Nothing is dropped silently.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import glob
 import os
 from dataclasses import dataclass, field
@@ -167,7 +168,10 @@ def plan_jobs(input_spec: str | os.PathLike[str], out: str | os.PathLike[str], f
     """Inputs -> jobs, the record folder, and what was left out (failed or ignored, with reasons).
 
     OUT may be a folder, or a file name when IN is a single file. OUT may not be IN nor inside an
-    input folder; an output that would land on an input is a failure, never a write.
+    input folder; for a glob, OUT may hold none of the files it matches and none of the planned
+    outputs may be something the glob would match on the next run (``glob_matches``): both are a
+    UsageError before anything is read. An output that would land on an input is a failure, never
+    a write.
     """
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMAT_CHOICES)}")
@@ -194,11 +198,17 @@ def plan_jobs(input_spec: str | os.PathLike[str], out: str | os.PathLike[str], f
     jobs: list[FileJob] = []
     failures = list(inputs.failed)
     claimed: dict[Path, Path] = {}
+    is_glob = not in_path.exists() and _has_magic(os.fspath(input_spec))
     for source, rel in inputs.files:
-        if out_resolved in source.resolve().parents:  # a glob reaching into OUT: that is our output
-            continue
         out_rel = Path(out_path.name) if single_file_out else rel.with_suffix(output_suffix(rel.suffix, fmt))
         target = record_dir / out_rel
+        if is_glob and (out_resolved in source.resolve().parents or glob_matches(os.fspath(input_spec), target)):
+            # the glob reaches into OUT: this run's outputs (or an earlier one's) would be read as
+            # inputs by the next run of the same command; refused before anything is written
+            raise UsageError(
+                f"OUT ({out}) is where {os.fspath(input_spec)!r} looks: outputs such as {target} would be read as "
+                "inputs by the next run; choose an OUT outside what the pattern matches"
+            )
         if target.resolve() in input_set:
             failures.append({"path": str(source), "reason": f"output {target} would overwrite an input"})
             continue
@@ -209,6 +219,39 @@ def plan_jobs(input_spec: str | os.PathLike[str], out: str | os.PathLike[str], f
         claimed[out_rel] = source
         jobs.append(FileJob(source, out_rel, target))
     return JobPlan(jobs, record_dir, failures, inputs.ignored)
+
+
+def glob_matches(pattern: str, path: str | os.PathLike[str]) -> bool:
+    """Whether ``glob.glob(pattern, recursive=True)`` would list ``path`` once it exists.
+
+    Both sides are made absolute and resolved up to the pattern's wildcard-free base; the rest is
+    matched part by part as ``glob`` does: ``**`` alone spans any number of folders (none
+    included), other parts match one name with ``fnmatch``, and wildcards never match hidden names.
+    """
+    parts = Path(pattern).parts
+    first = next((i for i, p in enumerate(parts) if _has_magic(p)), len(parts))
+    base = Path(*parts[:first]).resolve() if first else Path(".").resolve()
+    try:
+        rel = Path(path).resolve().relative_to(base).parts
+    except ValueError:
+        return False
+    return _match_parts(list(parts[first:]), list(rel))
+
+
+def _match_parts(pattern: list[str], names: list[str]) -> bool:
+    if not pattern:
+        return not names
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        # zero folders, or one more (never a hidden one) and still inside the **
+        if _match_parts(rest, names):
+            return True
+        return bool(names) and not names[0].startswith(".") and _match_parts(pattern, names[1:])
+    if not names:
+        return False
+    if names[0].startswith(".") and _has_magic(head) and not head.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(names[0], head) and _match_parts(rest, names[1:])
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -17,8 +17,18 @@ Folder runs behave like a build tool:
   half-written, with the permissions a plain write gives; each is recorded (an fsynced journal
   line) right after its rename, so ``kill -9`` at any moment loses at most the image in flight,
   and the next run removes the temporaries such a kill leaves beside its own outputs;
+- OUT is tried before the first image (``fsutil.writable_problem``: a probe file, since permission
+  bits say nothing about a read-only mount and root ignores them); refused with exit 2;
 - a file that cannot be read, decoded or written is one failure naming the file and the reason;
-  the batch goes on, and failures are listed in the summary and in ``OUT/.invrep-failures.txt``;
+  the batch goes on, and failures are listed in the summary and in ``OUT/.invrep-failures.txt``
+  (``summary.failures_file``); a record or failures list that cannot be written any more (disk
+  full) is a note or a message, never a traceback, and the journal keeps what was written;
+- every batch a backend returns is checked (``check_output``): NaN/inf or values far outside
+  [0, 1] fail that image rather than being written as black or white;
+- ``strength`` blends the model's correction linearly (``restore_pixels``);
+- Ctrl-C (KeyboardInterrupt) stops the run: writes already handed over finish and are recorded,
+  the summary says what was not written (``interrupted``, ``not_done``), and the CLI prints the
+  command that continues;
 - shards (``--shard K/N`` or torchrun's RANK/WORLD_SIZE) take ``files[K::N]`` of the sorted list
   and keep their own record and failure files (``.invrep-restore.KofN.json``), so ranks never
   write the same file; every rank reads all records;
@@ -41,7 +51,7 @@ import numpy as np
 
 from invrep_cli.backends import BACKEND_CHOICES, PRECISION_CHOICES, Backend, is_out_of_memory, make_backend
 from invrep_cli.errors import ImageError, InvrepError, UsageError
-from invrep_cli.fsutil import remove_leftovers, sha256_bytes
+from invrep_cli.fsutil import remove_leftovers, sha256_bytes, writable_problem
 from invrep_cli.imageio import FORMAT_CHOICES, LoadedImage, decode_image, write_image
 from invrep_cli.inputs import FileJob, JobPlan, device_for_rank, plan_jobs, shard_from_env
 from invrep_cli.record import RestoreRecord
@@ -61,6 +71,12 @@ MIN_REQUESTED_TILE = 64
 MAX_AUTO_TILE = {"cuda": 2048, "cpu": 512}
 #: share of free memory an automatic tile plan may use
 MEMORY_SHARE = {"cuda": 0.6, "cpu": 0.4}
+#: --strength bounds: 0 leaves the input as it is; 4x the model's correction is already far past
+#: anything a blind model was trained to give (above it, mostly clipping)
+MAX_STRENGTH = 4.0
+#: backend output beyond [0, 1] by more than this is broken (damaged weights, a bad graph), not
+#: rounding: the restorer clamps its own output, so a healthy backend stays within ~1e-3 of the range
+OUTPUT_RANGE_SLACK = 0.5
 
 Message = Callable[[str], None]
 
@@ -100,6 +116,8 @@ class RestoreConfig:
     batch_size: int | None = None
     #: images larger than this many pixels are refused (decompression bombs); None = imageio.MAX_PIXELS
     max_pixels: int | None = None
+    #: output = input + strength * (restored - input), clipped: 0 = the input, 1 = the model as it is
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in BACKEND_CHOICES:
@@ -129,6 +147,11 @@ class RestoreConfig:
             raise UsageError("IN and OUT go together")
         if self.compile and self.backend == "onnx":
             raise UsageError("--compile applies to the torch backend only")
+        if not 0.0 <= self.strength <= MAX_STRENGTH:  # NaN fails this too
+            raise UsageError(
+                f"--strength {self.strength:g}: must be between 0 (the input unchanged) and {MAX_STRENGTH:g}; "
+                "1 is the model as trained"
+            )
 
 
 @dataclass(frozen=True)
@@ -141,6 +164,11 @@ class TileChoice:
     def describe(self, margin: int, overlap: int) -> str:
         size = "whole image" if self.tile == 0 else f"tile {self.tile} px"
         return f"{size}, overlap {overlap}, context {margin} px, {self.batch_size} per batch ({self.reason})"
+
+    def describe_short(self, margin: int, overlap: int) -> str:
+        """The same without the reason: what fits one 80-column line beside the pixel limit."""
+        size = "whole image" if self.tile == 0 else f"tile {self.tile} px"
+        return f"{size}, overlap {overlap}, context {margin} px, {self.batch_size}/batch"
 
 
 @dataclass
@@ -160,15 +188,21 @@ class RestorePlan:
     record: RestoreRecord | None
 
     def settings(self) -> dict[str, Any]:
-        """The settings that change output pixels: a change of any re-processes an output."""
-        return {
+        """The settings that change output pixels: a change of any re-processes an output.
+
+        ``strength`` is recorded only when it is not 1, so records written before the option
+        existed (all at strength 1) still match."""
+        settings: dict[str, Any] = {
             "backend": self.backend.name,
-            "precision": self.backend.precision,
+            "precision": self.backend.precision_policy,
             "tile": "auto" if self.config.tile is None else self.config.tile,
             "overlap": self.config.tile_overlap,
             "margin": self.backend.context_margin,
             "format": self.config.fmt,
         }
+        if self.config.strength != 1.0:
+            settings["strength"] = self.config.strength
+        return settings
 
     def describe_tiles(self) -> str:
         return self.tile.describe(self.backend.context_margin, self.config.tile_overlap)
@@ -214,7 +248,13 @@ class RestoreSummary:
     shard: str | None = None
     weights: str | None = None
     weights_sha256: str = ""
+    strength: float = 1.0
     notes: list[str] = field(default_factory=list)
+    #: where this run's failures are listed (None when there were none, or it could not be written)
+    failures_file: str | None = None
+    #: stopped by Ctrl-C: the jobs neither written, skipped nor failed are counted in ``not_done``
+    interrupted: bool = False
+    not_done: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,34 +263,69 @@ class RestoreSummary:
 # --------------------------------------------------------------------------- one image
 
 
+class UnusableOutput(InvrepError):
+    """The backend returned NaN/inf or values far outside [0, 1]: the image must not be written."""
+
+
+def check_output(batch: np.ndarray) -> None:
+    """Raise ``UnusableOutput`` when a backend's batch is not an image: NaN/inf, or values more
+    than ``OUTPUT_RANGE_SLACK`` outside [0, 1] (clipping would hide either as black or white)."""
+    finite = np.isfinite(batch)
+    if not finite.all():
+        share = 1.0 - float(finite.mean())
+        raise UnusableOutput(f"the model's output has NaN/inf values ({share:.1%} of them)")
+    low, high = float(batch.min()), float(batch.max())
+    if low < -OUTPUT_RANGE_SLACK or high > 1.0 + OUTPUT_RANGE_SLACK:
+        raise UnusableOutput(f"the model's output spans {low:.3g} to {high:.3g}, far outside the valid range 0 to 1")
+
+
 def restore_pixels(
     pixels: np.ndarray, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1,
-    out_dtype: type | None = None,
+    out_dtype: type | None = None, strength: float = 1.0,
 ) -> np.ndarray:
     """H x W x C pixels (float32 in [0, 1], or uint8/uint16 samples) -> restored, same shape,
     through tiles; float32 in [0, 1], or ``out_dtype`` (uint8/uint16) quantised tile row by tile row.
 
     Gray goes through the restorer's own 1-channel path where the backend has one; other backends
-    get it replicated to RGB and averaged back.
+    get it replicated to RGB and averaged back. Every batch the backend returns is checked
+    (``check_output``: ``UnusableOutput`` rather than a black or white image).
+
+    ``strength`` S blends the model's correction linearly, tile by tile: input + S * (restored -
+    input), clipped to [0, 1]. Blending the tiles is linear too, so this equals doing it on the
+    whole image; S = 0 returns the input exactly (after quantisation), S = 1 skips the blend.
     """
     h, w, channels = pixels.shape
     plan = plan_tiles(h, w, tile, overlap, backend.context_margin, backend.size_multiple)
     if channels == 1 and not backend.accepts_gray:
 
-        def run(batch: np.ndarray) -> np.ndarray:
+        def model(batch: np.ndarray) -> np.ndarray:
             return backend.run(np.repeat(batch, 3, axis=1)).mean(axis=1, keepdims=True)
 
     else:
-        run = backend.run
+        model = backend.run
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        restored = model(batch)
+        check_output(restored)
+        if strength == 1.0:
+            return restored
+        blended = batch + np.float32(strength) * (restored - batch)
+        return np.clip(blended, 0.0, 1.0, out=blended)
+
     return tiled_apply(pixels, run, plan, batch_size, out_dtype=out_dtype)
 
 
 def restore_image(
-    image: LoadedImage, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1
+    image: LoadedImage, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """A decoded image's colour, restored into the bit depth it will be written at (alpha and
-    metadata stay in ``image`` for the writer)."""
-    return restore_pixels(image.samples, backend, tile, overlap, batch_size, out_dtype=image.samples.dtype.type)
+    metadata stay in ``image`` for the writer). The backend picks its precision for that depth
+    first (bf16 is not kept for 16-bit outputs when it was chosen automatically)."""
+    backend.select_bit_depth(image.bit_depth)
+    return restore_pixels(
+        image.samples, backend, tile, overlap, batch_size, out_dtype=image.samples.dtype.type, strength=strength
+    )
 
 
 def choose_tile(
@@ -332,6 +407,9 @@ def plan_restore(
         )
     choice = choose_tile(backend, config.tile_overlap, config.tile, config.batch_size)
     record = RestoreRecord(work.record_dir, shard) if work is not None else None
+    if work is not None and (problem := writable_problem(work.record_dir)):
+        # last, so nothing else can still refuse the run; before the first image is read
+        raise UsageError(f"OUT ({config.out}) cannot be written: {problem}; nothing was restored")
     return RestorePlan(config, backend, weights_path, backend.weights_sha256, choice, shard, work, record)
 
 
@@ -341,17 +419,22 @@ def plan_restore(
 class _Runner:
     """State of one run: the current tile (shrinks for good after an out-of-memory retry)."""
 
-    def __init__(self, backend: Backend, choice: TileChoice, overlap: int, message: Message) -> None:
+    def __init__(
+        self, backend: Backend, choice: TileChoice, overlap: int, message: Message, strength: float = 1.0
+    ) -> None:
         self.backend = backend
         self.tile = choice.tile
         self.batch_size = choice.batch_size
         self.overlap = overlap
         self.message = message
+        self.strength = strength
 
     def restore(self, image: LoadedImage, source: Path) -> np.ndarray:
         while True:
             try:
-                return restore_image(image, self.backend, self.tile, self.overlap, self.batch_size)
+                return restore_image(image, self.backend, self.tile, self.overlap, self.batch_size, self.strength)
+            except UnusableOutput as exc:
+                raise ImageError(source, f"{exc}; not written (damaged weights, or a broken backend?)") from exc
             except InvrepError:
                 raise
             except Exception as exc:
@@ -389,14 +472,16 @@ def run_restore(
     weights_sha256 = plan.weights_sha256
     # temporaries a killed run left beside this shard's own outputs and records (never another's)
     remove_leftovers([job.output for job in jobs] + [record.path, record.failures_path])
-    runner = _Runner(backend, plan.tile, config.tile_overlap, message)
+    runner = _Runner(backend, plan.tile, config.tile_overlap, message, config.strength)
     summary = RestoreSummary(
         failed=list(failures), ignored=list(work.ignored), device=backend.device, backend=backend.name,
         out=str(work.record_dir), shard=f"{plan.shard[0]}/{plan.shard[1]}" if plan.shard else None,
         tile={"tile": plan.tile.tile, "overlap": config.tile_overlap, "margin": backend.context_margin,
               "batch_size": plan.tile.batch_size, "reason": plan.tile.reason},
         weights=str(plan.weights_path) if plan.weights_path else None, weights_sha256=weights_sha256,
+        strength=config.strength,
     )
+    summary.notes.extend(backend.notes)
     for failure in failures:
         message(f"failed: {failure['path']}: {failure['reason']}")
     total = len(jobs)
@@ -436,6 +521,9 @@ def run_restore(
         except ImageError as exc:
             fail(job.source, exc.reason)
             return
+        except Exception as exc:  # anything else the writer hit is still this one image's failure
+            fail(job.source, f"cannot write output ({type(exc).__name__}: {exc})")
+            return
         for note in notes:
             summary.notes.append(f"{job.source}: {note}")
         summary.processed += 1
@@ -455,6 +543,7 @@ def run_restore(
 
     pending: deque[tuple[_Prepared, Future[list[str]], float]] = deque()
     # two workers: one decodes the next image while the other encodes the previous one
+    upcoming: Future[_Prepared] | None = None
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="invrep-io") as pool:
         try:
             upcoming = pool.submit(prepare, jobs[0]) if jobs else None
@@ -489,13 +578,32 @@ def run_restore(
                 pending.append((prepared, pool.submit(write_and_record, prepared, restored), image.megapixels))
                 del restored, image, prepared
                 while pending and (pending[0][1].done() or len(pending) > 1):
-                    finish_write(*pending.popleft())
+                    finish_write(*pending[0])  # popped after: a Ctrl-C inside leaves it for the finally
+                    pending.popleft()
+        except KeyboardInterrupt:
+            # Ctrl-C: the image being restored is dropped; the writes already handed over finish
+            # (below) and are recorded, so the same command continues where this stopped
+            summary.interrupted = True
+            if upcoming is not None:
+                upcoming.cancel()
         finally:
             while pending:
                 finish_write(*pending.popleft())
-            record.save()
-    summary.precision = backend.precision  # after any fp32 fallback
-    record.write_failures(summary.failed)
+            try:
+                record.save()
+            except OSError as exc:  # the journal stays: the next run replays it, nothing is lost
+                summary.notes.append(
+                    f"{record.path}: cannot be updated ({exc.strerror or exc}); its journal "
+                    f"{record.journal_path.name} keeps what was written"
+                )
+    summary.precision = backend.precision_policy  # after any fp32 fallback
+    if summary.interrupted:
+        summary.not_done = total - summary.processed - summary.skipped - (len(summary.failed) - len(failures))
+    try:
+        record.write_failures(summary.failed)
+        summary.failures_file = str(record.failures_path) if summary.failed else None
+    except OSError as exc:
+        message(f"the list of failures cannot be written to {record.failures_path} ({exc.strerror or exc})")
     summary.seconds = time.perf_counter() - started
     summary.mp_per_s = summary.megapixels / summary.seconds if summary.seconds > 0 else 0.0
     summary.tile["final_tile"] = runner.tile

@@ -30,7 +30,7 @@ def weights(tmp_path: Path, tiny_config: ModelConfig) -> Path:
 
 
 def test_torch_backend_on_cpu_matches_restorer(weights: Path, tiny_config: ModelConfig) -> None:
-    backend = make_backend(weights, device="cpu", threads=1)
+    backend = make_backend(weights, device="cpu", precision="fp32", threads=1)
     assert backend.name == "torch" and backend.device.startswith("cpu") and backend.precision == "fp32"
     assert backend.size_multiple == 4
     assert backend.context_margin == theoretical_margin(receptive_field(tiny_config), 4) == 36
@@ -79,7 +79,7 @@ def test_bf16_on_cpu_refused_without_bf16_instructions(weights: Path, monkeypatc
 @pytest.mark.skipif(bool(cpu_bf16_unsupported()), reason=f"no CPU bf16: {cpu_bf16_unsupported()}")
 def test_bf16_on_cpu_close_to_fp32(weights: Path) -> None:
     x = np.random.default_rng(1).random((1, 3, 32, 32), dtype=np.float32)
-    fp32 = make_backend(weights, device="cpu").run(x)
+    fp32 = make_backend(weights, device="cpu", precision="fp32").run(x)
     bf16 = make_backend(weights, device="cpu", precision="bf16")
     assert bf16.precision == "bf16" and bf16.model is not bf16.model_fp32
     y = bf16.run(x)
@@ -102,7 +102,7 @@ def test_half_precision_nan_is_recomputed_in_fp32(weights: Path, monkeypatch: py
     backend.model = Broken()
     x = np.random.default_rng(2).random((1, 3, 16, 16), dtype=np.float32)
     y = backend.run(x)
-    assert np.isfinite(y).all() and np.array_equal(y, make_backend(weights, device="cpu").run(x))
+    assert np.isfinite(y).all() and np.array_equal(y, make_backend(weights, device="cpu", precision="fp32").run(x))
     assert len(warnings) == 1 and "fp32" in warnings[0] and backend.precision == "bf16"
     backend.run(x)
     backend.run(x)  # the third fallback: half precision is given up for the rest of the run

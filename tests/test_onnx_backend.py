@@ -110,7 +110,8 @@ def test_restore_cli_onnx_matches_torch(
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     (source,) = write_images(tmp_path / "in", 1, size=(72, 100))
     runner = CliRunner()
-    common = ["--device", "cpu", "--threads", "1", "--tile", tile, "--quiet"]
+    # fp32 on both sides: precision auto on a bf16 CPU would compare bf16 torch with the fp32 graph
+    common = ["--device", "cpu", "--precision", "fp32", "--threads", "1", "--tile", tile, "--quiet"]
     outputs = {}
     for backend, file in (("torch", weights), ("onnx", onnx_file)):
         out = tmp_path / f"out_{backend}"

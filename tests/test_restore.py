@@ -21,6 +21,7 @@ from invrep_cli.backends import make_backend
 from invrep_cli.checkpoint import save_restorer
 from invrep_cli.cli import app
 from invrep_cli.config import ModelConfig
+from invrep_cli.devices import cpu_bf16_unsupported
 from invrep_cli.errors import UsageError
 from invrep_cli.imageio import read_image
 from invrep_cli.inputs import parse_shard, shard_from_env
@@ -57,7 +58,9 @@ def test_folder_keeps_subfolders_gray_and_alpha(tmp_path: Path, weights: Path) -
     code, summary = run_json(src, tmp_path / "out", "--weights", weights)
     assert code == 0 and summary["processed"] == 4 and summary["failed"] == []
     assert [Path(i["path"]).name for i in summary["ignored"]] == ["notes.txt"]
-    assert summary["backend"] == "torch" and summary["precision"] == "fp32" and summary["device"].startswith("cpu")
+    # precision auto on CPU: bf16 for 8-bit outputs where the CPU has bf16 instructions, else fp32
+    auto = "fp32" if cpu_bf16_unsupported() else "bf16 (8-bit), fp32 (16-bit)"
+    assert summary["backend"] == "torch" and summary["precision"] == auto and summary["device"].startswith("cpu")
     out = tmp_path / "out"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
         "img_000.png", "img_001.png", "rgba/img_000.png", "sub/déjà vu/img_000.png"
