@@ -359,7 +359,8 @@ def test_piped_and_no_color_output_is_plain_and_names_the_failures_file(tmp_path
 
 def test_a_failed_export_reports_on_stderr_in_plain_columns(weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.onnx"
-    result = runner.invoke(app, ["export", "-w", str(weights), "--onnx", str(out), "--tolerance", "0", "--threads", "1"])
+    args = ["export", "-w", str(weights), "--onnx", str(out), "--tolerance", "0", "--threads", "1"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 1 and not out.exists()
     # the parity table belongs to the error: on stderr with it, plain when not a terminal
     assert result.stdout == "" and "differs from PyTorch" in result.stderr and "FAIL" in result.stderr
