@@ -106,6 +106,9 @@ class LossWeights:
     background: float = 5.0
     #: MSE of instance-normalised VGG19 features; 0 disables it
     semantic: float = 1.0
+    #: stage 2 only: stage 1's loss (the restorer on clean crops under the noise model) kept as an
+    #: anchor, so the restorer cannot forget what stage 1 taught it; 0: off (the authors' LIR)
+    anchor: float = 0.0
 
 
 #: stage-1 steps when neither --steps, --warmup-steps nor --time is given: the measured recipe of
@@ -187,6 +190,9 @@ class TrainConfig:
     #: the networks stage 2 adds learn, so the cross-cycle term never trains the restorer on images
     #: made by an untrained G_X
     lir_freeze_steps: int = 0
+    #: stage 2: G_X begins as the noise model, x_ba = y + n_fit(y) + r with the learned residual r
+    #: starting at zero (``objectives.noise_model_generator``); False: the authors' G_X
+    gx_noise_model: bool = False
     batch_size: int = 16
     crop_size: int = 64
     lr: float = 1e-4

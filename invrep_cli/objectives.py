@@ -13,6 +13,7 @@ whatever autocast the caller opened.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from invrep_cli.noise import NoiseModel
 
 Terms = dict[str, torch.Tensor]
 Images = dict[str, torch.Tensor]
+#: (clean y, G_X's decoded output) -> the synthetic noisy image x_ba, both in [-1, 1]
+FakeNoisy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def with_latent_noise(code: torch.Tensor) -> torch.Tensor:
@@ -74,11 +77,31 @@ def warm_start_objective(
     return terms, images
 
 
+def noise_model_generator(noise_model: NoiseModel, gate: torch.Tensor) -> FakeNoisy:
+    """G_X begun as the fitted noise model: x_ba = y + n_fit(y) + gate * G_X(codes), with the gate
+    (a learned scalar) starting at zero, so at stage 2's first step G_X *is* stage 1's noise and D_X
+    teaches it only what the fit got wrong. The noise is the run's own model (its spec or fits, not
+    the --noise-mix around them), clipped and quantised as a noisy file is; y's path carries no
+    gradient (the noise is data), the residual's does."""
+
+    def fake(clean: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        noisy01 = noise_model.sample((clean.detach().float() + 1.0) * 0.5)
+        return (noisy01 * 2.0 - 1.0).to(decoded.dtype) + gate.to(decoded.dtype) * decoded
+
+    return fake
+
+
 def lir_generator_objective(
-    forward: TrainingForward, nets: LIRNetworks, x: torch.Tensor, y: torch.Tensor, vgg: Any = None
+    forward: TrainingForward,
+    nets: LIRNetworks,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    vgg: Any = None,
+    fake_noisy: FakeNoisy | None = None,
 ) -> tuple[Terms, Images]:
     """Stage 2: the LIR terms of the encoders and decoders for noisy ``x`` and clean ``y`` (both in
-    [-1, 1]). ``nets`` provides the (frozen) discriminators; ``vgg`` the semantic features or None."""
+    [-1, 1]). ``nets`` provides the (frozen) discriminators; ``vgg`` the semantic features or None;
+    ``fake_noisy`` makes x_ba from y and G_X's output (None: G_X's output itself, the authors')."""
     noise_encoder, noisy_decoder = forward.modules["noise_encoder"], forward.modules["noisy_decoder"]
     code_x, features_x = forward.encode("noisy_encoder", x)
     code_y, features_y = forward.encode("clean_encoder", y)
@@ -87,6 +110,8 @@ def lir_generator_objective(
     code_x_in, code_y_in, noise_code_x_in = map(with_latent_noise, (code_x, code_y, noise_code_x))
     x_ab = forward.decode_clean(code_x_in, features_x, x)  # restored
     x_ba = noisy_decoder(torch.cat([code_y_in, noise_code_x_in], 1))  # synthetic noisy
+    if fake_noisy is not None:
+        x_ba = fake_noisy(y, x_ba)
     x_rec = noisy_decoder(torch.cat([code_x_in, noise_code_x_in], 1))
     y_rec = forward.decode_clean(code_y_in, features_y, y)
     code_ab, _ = forward.encode("clean_encoder", x_ab)

@@ -229,3 +229,39 @@ def test_missing_vgg_is_one_short_line(tmp_path: Path, clean_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "VGG19" in line]
     assert len(lines) == 1 and len(lines[0]) < 300, lines
+
+
+def test_gx_begun_as_the_noise_model_reproduces_its_statistics(tiny_config: ModelConfig) -> None:
+    """With the residual's gate at zero, G_X's x_ba is y plus the fitted model's noise, whatever
+    G_X's weights; one stage-2 step starts to open the gate."""
+    model = _model(tiny_config, warmup=0, gx_noise_model=True)
+    assert model.fake_noisy is not None and float(model.noise_gate.detach()) == 0.0
+    y = torch.zeros(8, 3, 32, 32)  # mid-gray in [-1, 1]: no clipping at 25/255
+    decoded = torch.randn(8, 3, 32, 32)
+    torch.manual_seed(5)
+    x_ba = model.fake_noisy(y, decoded)
+    torch.manual_seed(5)
+    again = model.fake_noisy(y, 5 * decoded)  # another G_X output: no effect at gate 0
+    assert torch.equal(x_ba, again)
+    noise01 = ((x_ba - y) / 2).detach()
+    assert abs(float(noise01.mean())) < 0.003
+    assert float(noise01.std()) == pytest.approx(25 / 255, rel=0.05)
+    model.train_step(_batch(0))
+    assert float(model.noise_gate.detach()) != 0.0 and "noise_gate" in model.state_dict()
+
+
+def test_anchor_keeps_stage1_loss_in_stage2(tiny_config: ModelConfig) -> None:
+    """--w-anchor adds stage 1's loss (the restorer on clean crops under the noise model) to stage
+    2's generator objective with its weight; off (0) by default, as the authors' LIR."""
+    from invrep_cli.losses import weighted_total
+
+    model = _model(tiny_config, warmup=0)
+    assert "anchor" not in model.train_step(_batch(0))
+    cfg = TrainConfig(out_dir="unused", clean_dir="unused", model=tiny_config,
+                      losses=LossWeights(semantic=0.0, anchor=2.5))  # fmt: skip
+    model = LIRModel(tiny_config, cfg, warmup_steps=0, noise_model=NoiseModel(spec=parse_noise("gaussian:25")))
+    terms = model.train_step(_batch(0))
+    assert float(terms["anchor"]) > 0
+    lir = {k: v for k, v in terms.items() if k not in ("anchor", "g_total", "d_repr", "d_noisy", "d_clean")}
+    expected = weighted_total(lir, cfg.losses) + 2.5 * terms["anchor"]
+    assert float(terms["g_total"]) == pytest.approx(float(expected), rel=1e-5)

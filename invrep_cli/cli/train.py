@@ -127,6 +127,14 @@ def train_command(
             help="Stage 2's first N steps leave E_X and G_Y untouched while the networks stage 2 adds learn.",
         ),
     ] = _TC["lir_freeze_steps"],
+    gx_noise_model: Annotated[
+        bool,
+        _opt(
+            "--gx-noise-model/--gx-authors",
+            help="Stage 2: G_X begins as the noise model (y + fitted noise + a learned residual that starts at "
+            "zero) instead of the authors' decoder alone.",
+        ),
+    ] = _TC["gx_noise_model"],
     warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
         "warmup_lr"
     ],
@@ -219,6 +227,9 @@ def train_command(
     w_semantic: Annotated[
         float, _opt("--w-semantic", help="Semantic (VGG19 conv4_1) weight; 0 disables.", panel=_LOSS)
     ] = _LW.semantic,
+    w_anchor: Annotated[
+        float, _opt("--w-anchor", help="Stage 2: weight of stage 1's loss kept as an anchor; 0: off.", panel=_LOSS)
+    ] = _LW.anchor,
     vgg_weights: Annotated[
         Path | None,
         _opt(
@@ -283,7 +294,7 @@ def _config(
     decoder_norm: str | None, noise_scale: str, time_budget: str | None, init_weights: str,
     vgg_weights: Path | None, ema: float, keep: int, lir_freeze: int,
     w_domain_adv: float, w_repr_adv: float, w_self_rec: float, w_cycle: float, w_latent: float,
-    w_background: float, w_semantic: float, **rest: Any,
+    w_background: float, w_semantic: float, w_anchor: float, **rest: Any,
 ) -> TrainConfig:
     """The options as a TrainConfig (which checks itself); UsageError on a bad value."""
     from invrep_cli.config import model_preset
@@ -303,7 +314,7 @@ def _config(
         raise _usage(str(exc.args[0])) from None
     losses = LossWeights(
         domain_adv=w_domain_adv, repr_adv=w_repr_adv, self_rec=w_self_rec, cycle=w_cycle, latent=w_latent,
-        background=w_background, semantic=w_semantic,
+        background=w_background, semantic=w_semantic, anchor=w_anchor,
     )
     return TrainConfig(
         out_dir=str(out),
@@ -335,6 +346,8 @@ def _print_result(result: Any) -> None:
     if report:
         start = report["start_estimated_psnr"]
         versus = f"{report['start']} {start:.2f} dB -> " if start is not None else ""
+        if report.get("stage1_estimated_psnr") is not None:
+            versus += f"stage 1 {report['stage1_estimated_psnr']:.2f} dB -> stage 2 "
         console.print(
             f"on {report['images']} noisy image(s), no reference (SURE under the fitted noise; ranks models, not a "
             f"PSNR against clean images): {versus}trained {report['trained_estimated_psnr']:.2f} dB; "

@@ -31,7 +31,7 @@ from invrep_cli.training.model import LIRModel
 from invrep_cli.training.noise_setup import build_noise_model, evenly_spaced
 from invrep_cli.training.report import SCORE_CROP, write_report
 from invrep_cli.training.resume import check_resume
-from invrep_cli.training.run_folder import REPORT_FILE, RunFolder
+from invrep_cli.training.run_folder import REPORT_FILE, STAGE1_RESTORER_FILE, RunFolder
 from invrep_cli.training.runtime import StopFlag, resolve_amp, rng_state, seed_everything, set_rng_state, setup_device
 from invrep_cli.training.semantic import setup_semantic
 
@@ -123,6 +123,7 @@ class Trainer:
         if ckpt is not None:
             model_config = ModelConfig.from_dict(ckpt["model_config"])
             self.init_note = str(ckpt.get("init_weights_used", ""))
+            self.init_path = ckpt.get("init_weights_path")  # what the report compares with
         elif cfg.init_weights not in (INIT_AUTO, INIT_NONE):
             restorer, _ = load_restorer(cfg.init_weights)
             model_config, init_state = restorer.config, restorer.state_dict()
@@ -159,7 +160,8 @@ class Trainer:
             total, warmup = cfg.resolve_steps()
         if total < 1 and cfg.time_budget is None:
             raise UsageError("nothing to train: give --steps N, --warmup-steps N or --lir-steps N (at least one step)")
-        needs_noise = warmup > 0 or cfg.time_budget is not None
+        # stage 1 draws from it; in stage 2 the anchor and G_X begun as the noise model do too
+        needs_noise = warmup > 0 or cfg.time_budget is not None or cfg.gx_noise_model or cfg.losses.anchor > 0
         noise_model = self._noise_model(ckpt) if needs_noise else None
         if ckpt is None and self.init_path is None:
             path, self.init_note = choose_init_weights(cfg.init_weights, model_config, noise_model)
@@ -348,6 +350,7 @@ class Trainer:
             "warmup_steps": model.warmup_steps,
             "noise_model": model.noise_model.to_dict() if model.noise_model else None,
             "init_weights_used": self.init_note,
+            "init_weights_path": self.init_path,
         }
 
     def save_checkpoint(self) -> None:
@@ -430,6 +433,10 @@ class Trainer:
         except Exception as exc:  # the report must never cost the run its result
             self.warn(f"report: no start model to compare with ({exc})")
         trained = copy.deepcopy(self.model.shipped_restorer()).eval()
+        stage1 = None
+        stage1_file = self.folder.path / STAGE1_RESTORER_FILE
+        if self.cfg.steps > self.cfg.warmup_steps > 0 and stage1_file.is_file():
+            stage1 = load_restorer(stage1_file)[0].to(self.device)  # stage 1 alone, beside what stage 2 made
         result = write_report(
             self._noisy_folder_images(),
             trained,
@@ -437,6 +444,7 @@ class Trainer:
             start_name,
             self.folder.path / REPORT_FILE,
             self.device,
+            stage1=stage1,
         )
         if result is None:
             self.warn("report: no image of the noisy folder has flat areas enough to fit its noise; no score")

@@ -29,7 +29,14 @@ from invrep_cli.ema import MovingAverage
 from invrep_cli.losses import lsgan, weighted_total
 from invrep_cli.models import LIRNetworks, Restorer, build_models
 from invrep_cli.noise import NoiseModel
-from invrep_cli.objectives import TrainingForward, lir_generator_objective, warm_start_objective, with_latent_noise
+from invrep_cli.objectives import (
+    FakeNoisy,
+    TrainingForward,
+    lir_generator_objective,
+    noise_model_generator,
+    warm_start_objective,
+    with_latent_noise,
+)
 
 Losses = dict[str, torch.Tensor]
 #: the restorer's two networks: what stage 1 trains, what ships, what stage 2's freeze holds still
@@ -82,11 +89,20 @@ class LIRModel:
                 module.to(memory_format=torch.channels_last)
         if init_state is not None:
             self.nets.restorer().load_state_dict(init_state)
+        #: --gx-noise-model: the gate of G_X's residual on the noise model, zero at the start
+        self.noise_gate = nn.Parameter(torch.zeros((), device=self.device))
+        self.fake_noisy: FakeNoisy | None = None
+        generator_params = self.nets.generator_parameters()
+        if cfg.gx_noise_model:
+            if noise_model is None:
+                raise ValueError("gx_noise_model needs a noise model")
+            self.fake_noisy = noise_model_generator(dataclasses.replace(noise_model, mix=()), self.noise_gate)
+            generator_params = [*generator_params, self.noise_gate]
         fused = {"fused": True} if self.device.type == "cuda" else {}
         adam = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
         restorer_params = [p for name in RESTORER_NETWORKS for p in getattr(self.nets, name).parameters()]
         self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "generators": torch.optim.Adam(self.nets.generator_parameters(), lr=cfg.lr, **adam),
+            "generators": torch.optim.Adam(generator_params, lr=cfg.lr, **adam),
             "image_discriminators": torch.optim.Adam(self.nets.image_discriminator_parameters(), lr=cfg.lr, **adam),
             "representation_discriminator": torch.optim.Adam(
                 self.nets.representation_discriminator.parameters(), lr=cfg.repr_lr, **adam
@@ -250,6 +266,8 @@ class LIRModel:
             fake_noisy = nets.noisy_decoder(
                 torch.cat([with_latent_noise(codes["code_y"]), with_latent_noise(codes["noise_code_x"])], 1)
             )
+            if self.fake_noisy is not None:
+                fake_noisy = self.fake_noisy(y, fake_noisy)
         batch = x.shape[0]
         with self.autocast():
             # real and fake in one batch: one DDP forward per discriminator (they have no BatchNorm)
@@ -277,8 +295,13 @@ class LIRModel:
             module.requires_grad_(False)
         try:
             with self.autocast():
-                terms, images = lir_generator_objective(self.forward, nets, x, y, self.vgg)
+                terms, images = lir_generator_objective(self.forward, nets, x, y, self.vgg, self.fake_noisy)
             total = weighted_total(terms, self.loss_weights)
+            if self.loss_weights.anchor > 0 and self.noise_model is not None:
+                with self.autocast():
+                    anchor, _ = warm_start_objective(self.forward, self.noise_model, y, self.cfg.gray_fraction)
+                terms["anchor"] = anchor["warmup_l1"]
+                total = total + self.loss_weights.anchor * terms["anchor"]
             self._backward_step("generators", total)
         finally:
             for module in frozen:
@@ -309,6 +332,7 @@ class LIRModel:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "ema_decay": self.shipped_ema_decay,
             "ema_warm_up": self.ema_warm_up,
+            "noise_gate": self.noise_gate.detach().clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
@@ -327,6 +351,9 @@ class LIRModel:
             if scaler_state and self._scaler_on:
                 scaler.load_state_dict(scaler_state)
         self.step = int(state["step"])
+        if "noise_gate" in state:
+            with torch.no_grad():
+                self.noise_gate.copy_(state["noise_gate"])
         # checkpoints from before this flag warmed every average up
         self.ema_warm_up = bool(state.get("ema_warm_up", True))
         if self.ema is not None:

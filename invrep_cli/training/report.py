@@ -28,6 +28,7 @@ class RunReport:
     start_score: float | None
     trained_score: float
     picture: str | None
+    stage1_score: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -35,6 +36,7 @@ class RunReport:
             "start": self.start_name,
             "start_estimated_psnr": None if self.start_score is None else round(self.start_score, 3),
             "trained_estimated_psnr": round(self.trained_score, 3),
+            "stage1_estimated_psnr": None if self.stage1_score is None else round(self.stage1_score, 3),
             "picture": self.picture,
             "criterion": "SURE under the noise fitted to each image (no reference; ranks restorers)",
         }
@@ -64,9 +66,11 @@ def write_report(
     start_name: str,
     picture_path: Path,
     device: torch.device,
+    stage1: Restorer | None = None,
 ) -> RunReport | None:
-    """Score both restorers on centre crops of the noisy images and write the picture; None when no
-    image has flat areas enough to fit its noise."""
+    """Score the restorers on centre crops of the noisy images and write the picture (``stage1``:
+    what stage 1 alone gave, when stage 2 ran); None when no image has flat areas enough to fit
+    its noise."""
     crops = [centre_crop(img, SCORE_CROP) for img in noisy_images]
     scored: list[NoisyImage] = prepare(crops)
     if not scored:
@@ -78,6 +82,7 @@ def write_report(
     run_start = _runner(start, device) if start is not None else None
     trained_score = estimated_psnr(run_trained, scored)
     start_score = estimated_psnr(run_start, scored) if run_start is not None else None
+    stage1_score = estimated_psnr(_runner(stage1, device), scored) if stage1 is not None else None
     rows = []
     for img in scored[:4]:
         crop = centre_crop(img.pixels, PICTURE_CROP)
@@ -93,4 +98,4 @@ def write_report(
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
     picture = np.round(np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
     save_png(picture_path, picture)
-    return RunReport(len(scored), start_name, start_score, trained_score, str(picture_path))
+    return RunReport(len(scored), start_name, start_score, trained_score, str(picture_path), stage1_score)

@@ -13,7 +13,8 @@ from invrep_cli.errors import UsageError
 
 #: option names where they are not the field name with dashes
 _OPTION = {
-    "clean_dir": "--clean", "noisy_dir": "--noisy", "ema_decay": "--ema", "keep_checkpoints": "--keep",
+    "clean_dir": "--clean", "noisy_dir": "--noisy", "val_clean_dir": "--val-clean", "val_noisy_dir": "--val-noisy",
+    "ema_decay": "--ema", "keep_checkpoints": "--keep",
     "time_budget": "--time", "lir_freeze_steps": "--lir-freeze", "match_levels": "--match-levels",
 }  # fmt: skip
 _MODEL_OPTION = {"name": "--config", "width": "--width", "n_res_blocks": "--res-blocks", "disc_scales": "--disc-scales",
