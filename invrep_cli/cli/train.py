@@ -473,6 +473,8 @@ class _Progress:
         elif kind in ("start", "resume"):
             what = f"resuming at step {event['step']}:" if kind == "resume" else "training"
             semantic = "on" if event["semantic_enabled"] else "[yellow]OFF[/yellow]"
+            if event["semantic_note"].startswith("not used"):
+                semantic = "not used (no stage 2)"
             self.bar.console.print(
                 f"{what} {event['model_config']['name']} on {event['device']}, amp {event['amp']}, "
                 f"{event['world_size']} process(es); {event['data']}; semantic loss {semantic}; "

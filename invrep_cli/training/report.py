@@ -71,11 +71,9 @@ def write_report(
     """Score the restorers on centre crops of the noisy images and write the picture (``stage1``:
     what stage 1 alone gave, when stage 2 ran); None when no image has flat areas enough to fit
     its noise."""
-    crops = [centre_crop(img, SCORE_CROP) for img in noisy_images]
-    scored: list[NoisyImage] = prepare(crops)
-    if not scored:
-        # the crop may be too small to fit the noise in: fit on the whole image instead
-        scored = [NoisyImage(c, s.noise) for c, s in zip(crops, prepare(noisy_images), strict=False)]
+    # the noise is fitted on the whole image (a crop may hold too few flat blocks to fit it: on
+    # PolyU's 512-px photos a 256-px crop fitted 1 image of 6) and scored on its centre crop
+    scored = [NoisyImage(centre_crop(img.pixels, SCORE_CROP), img.noise) for img in prepare(noisy_images)]
     if not scored:
         return None
     run_trained = _runner(trained, device)
