@@ -265,3 +265,25 @@ def test_anchor_keeps_stage1_loss_in_stage2(tiny_config: ModelConfig) -> None:
     lir = {k: v for k, v in terms.items() if k not in ("anchor", "g_total", "d_repr", "d_noisy", "d_clean")}
     expected = weighted_total(lir, cfg.losses) + 2.5 * terms["anchor"]
     assert float(terms["g_total"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_resume_is_exact_across_the_freeze_with_the_stage2_pieces(tmp_path: Path, clean_dir: Path) -> None:
+    """Stage 1, two frozen stage-2 steps, one free one, G_X on the noise model and the anchor on:
+    stopping inside the freeze and resuming gives the uninterrupted run's losses and weights."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    opts = ["--config", "lir-lite-unet", "--warmup-steps", "1", "--lir-freeze", "2", "--gx-noise-model",
+            "--w-anchor", "1", "--w-semantic", "0", "--log-every", "1", "--report-images", "0"]  # fmt: skip
+    assert run_train(full, clean_dir, "--steps", "4", *opts).exit_code == 0
+    assert run_train(part, clean_dir, "--steps", "2", *opts).exit_code == 0
+    resumed = run_train(part, clean_dir, "--steps", "4", *opts, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = step_records(full), step_records(part)
+    assert "anchor" in a[3] and [a[s]["stage"] for s in (1, 2, 3, 4)] == [1, 2, 2, 2]
+    for step in (3, 4):
+        for key in (k for k in a[step] if k not in ("time", "step_time", "event")):
+            assert a[step][key] == pytest.approx(b[step][key], rel=1e-5, abs=1e-7), (step, key)
+    wa, wb = (torch.load(run / "last.pt", weights_only=True) for run in (full, part))
+    assert float(wa["noise_gate"]) == pytest.approx(float(wb["noise_gate"]), abs=1e-7) and float(wa["noise_gate"]) != 0
+    for name in ("noisy_encoder", "noisy_decoder"):
+        assert all(torch.allclose(wa["networks"][name][k].float(), wb["networks"][name][k].float(), atol=1e-6)
+                   for k in wa["networks"][name])  # fmt: skip
