@@ -99,6 +99,7 @@ def train_command(
         str | None,
         _opt(
             "--time",
+            metavar="DURATION",
             help="Wall-clock budget, e.g. 45s, 20m, 2h: a few steps are timed first (then undone), the step "
             "count is sized to fit and the ETA printed before the first step. May change on --resume.",
         ),
@@ -185,6 +186,7 @@ def train_command(
         str,
         _opt(
             "--init-weights",
+            metavar="auto|none|PATH",
             help="Where E_X and G_Y start. auto (default): the bundled model whose recorded noise is nearest the "
             "noise of the noisy domain (blur, channel correlation, JPEG; ties and doubt: the default "
             "lir-unet-gauss), when --config is the bundled models' lir-lite-unet; else random weights. none: "
@@ -209,7 +211,16 @@ def train_command(
     ] = _TC["ema_decay"],
     seed: Annotated[int, _opt("--seed", help="Seed of the data split, crops, noise and initialisation.")] = _TC["seed"],
     device: DeviceOpt = "auto",
-    resume: Annotated[bool, _opt("--resume", help="Continue the run in --out from its last.pt.")] = False,
+    resume: Annotated[
+        bool,
+        _opt(
+            "--resume",
+            help="Continue the run in --out from its last.pt. Every option that changes what it learns must be "
+            "the run's (a change is refused, exit 2, with the list); these may change: --steps, --lir-steps, "
+            "--time, --workers, --device, --amp, --channels-last, --compile, the --*-every intervals, --keep, "
+            "--val-noisy/--val-clean, --vgg-weights, --report-images.",
+        ),
+    ] = False,
     w_domain_adv: Annotated[
         float, _opt("--w-domain-adv", help="Domain adversarial weight.", panel=_LOSS)
     ] = _LW.domain_adv,

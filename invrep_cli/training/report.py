@@ -4,7 +4,7 @@ of a few crops side by side (noisy | start | trained)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,8 @@ def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(img[top : top + ch, left : left + cw])
 
 
-def _runner(restorer: Restorer, device: torch.device):  # noqa: ANN202 - a closure over the restorer
+def _runner(restorer: Restorer, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The restorer as the criterion calls it: [0, 1] CPU images in and out, run on ``device``."""
     restorer = restorer.eval()
 
     def run(x: torch.Tensor) -> torch.Tensor:
