@@ -160,6 +160,8 @@ class TrainConfig:
     #: stage 2 is off by default, because it lowered every model it was measured on (README)
     lir_steps: int | None = None
     #: wall-clock budget in seconds for the whole command: sizes the steps from a measured probe
+    #: (unless --steps or --warmup-steps gives them). On --resume the run's own budget continues to
+    #: the steps it planned; another budget sizes what is left of the stage the run is in
     time_budget: float | None = None
     #: stage 1's peak learning rate (Adam, cosine decay to 1 % of it over the stage)
     warmup_lr: float = 1e-3
@@ -270,10 +272,6 @@ class TrainConfig:
                 raise UsageError(f"--noise-mix {self.noise_mix!r}: {exc}") from None
         if self.time_budget is not None:
             need(self.time_budget > 0, f"--time must be positive, got {self.time_budget:g} s")
-            need(
-                self.steps is None and self.warmup_steps is None,
-                "--time sizes the steps: give it without --steps and --warmup-steps (--lir-steps may stay)",
-            )
         if self.steps is not None and self.warmup_steps is not None:
             need(
                 self.warmup_steps <= self.steps,
@@ -286,6 +284,12 @@ class TrainConfig:
             )
         elif self.steps is not None and self.lir_steps is not None:
             need(self.lir_steps <= self.steps, f"--lir-steps {self.lir_steps} is more than --steps {self.steps}")
+
+    @property
+    def budget_sizes_steps(self) -> bool:
+        """Whether ``time_budget`` decides the step count: only when neither --steps nor
+        --warmup-steps gives it (a count given wins over the budget)."""
+        return self.time_budget is not None and self.steps is None and self.warmup_steps is None
 
     def resolve_steps(self, stage1_default: int = DEFAULT_STAGE1_STEPS) -> tuple[int, int]:
         """(total steps, stage-1 steps) from what was given; ``stage1_default`` stands in for an

@@ -175,3 +175,26 @@ def test_validation_pairs_and_synthetic(tmp_path: Path) -> None:
     assert load_validation(None, None, parse_noise("gaussian:25"), 0) == []
     with pytest.raises(UsageError):
         load_validation(None, str(tmp_path / "vc"), None, 0)
+
+
+def test_read_image_goes_through_imageio_exif_orientation_and_the_pixel_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training reads as restore does: a photo stored sideways with EXIF orientation 6 comes out
+    upright, and the one pixel limit refuses a file over it with imageio's message."""
+    from PIL import Image
+
+    from invrep_cli import imageio
+    from invrep_cli.errors import ImageError
+
+    stored = np.zeros((20, 30, 3), np.uint8)
+    stored[:, :5] = 255  # a white band on the left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    Image.fromarray(stored).save(tmp_path / "sideways.png", exif=exif)
+    out = read_image(tmp_path / "sideways.png")
+    assert out.shape == (30, 20, 3)  # upright: the stored width became the height
+    assert np.allclose(out[:5].mean(), 1.0) and out[-5:].mean() < 0.1  # the band is now on top
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 100)
+    with pytest.raises(ImageError, match="decompression-bomb limit"):
+        read_image(tmp_path / "sideways.png")

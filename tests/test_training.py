@@ -174,8 +174,11 @@ def test_time_budget_sizes_the_steps_from_a_probe(tmp_path: Path, clean_dir: Pat
     assert max(step_records(out)) == plan["steps"]
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["step"] == plan["steps"] and ckpt["train_config"]["time_budget"] == 12.0
+    again = train(out, "--time", "12s", "--resume")  # the run's own budget: continue to its plan, done
+    assert again.exit_code == 0, again.output
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == plan["steps"]
     twin = tmp_path / "steps"
-    assert train(twin, "--steps", "1").exit_code == 0
+    assert train(twin, "--steps", "1", "--time", "1h").exit_code == 0  # a step count wins over --time
     first, twin_first = step_records(out)[1], step_records(twin)[1]
     assert first["warmup_l1"] == twin_first["warmup_l1"]
 

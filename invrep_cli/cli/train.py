@@ -101,7 +101,8 @@ def train_command(
             "--time",
             metavar="DURATION",
             help="Wall-clock budget, e.g. 45s, 20m, 2h: a few steps are timed first (then undone), the step "
-            "count is sized to fit and the ETA printed before the first step. May change on --resume.",
+            "count is sized to fit and the ETA printed before the first step (--steps or --warmup-steps win "
+            "over it). On --resume the run's own budget continues to its plan; another sizes what is left.",
         ),
     ] = None,
     warmup_steps: Annotated[

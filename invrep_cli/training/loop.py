@@ -120,6 +120,11 @@ class Trainer:
         if ckpt is not None:
             check_resume(cfg, ckpt)
         init_state, self.init_note, self.init_path = None, "", None
+        budgeted = cfg.budget_sizes_steps
+        if ckpt is not None and cfg.time_budget == (ckpt.get("train_config") or {}).get("time_budget"):
+            budgeted = False  # the run's own budget, repeated: continue to the steps it planned
+        elif cfg.time_budget is not None and not budgeted:
+            self.warn("--time is not used: --steps or --warmup-steps gives the step count, which wins")
         if ckpt is not None:
             model_config = ModelConfig.from_dict(ckpt["model_config"])
             self.init_note = str(ckpt.get("init_weights_used", ""))
@@ -154,21 +159,21 @@ class Trainer:
         if ckpt is not None:
             warmup = int(ckpt.get("warmup_steps", 0))  # checkpoints from before the warm start: LIR from 0
             total = self._resumed_total(ckpt, warmup)
-        elif cfg.time_budget is not None:
+        elif budgeted:
             total, warmup = cfg.resolve_steps(stage1_default=1)  # placeholders until the probe
         else:
             total, warmup = cfg.resolve_steps()
-        if total < 1 and cfg.time_budget is None:
+        if total < 1 and not budgeted:
             raise UsageError("nothing to train: give --steps N, --warmup-steps N or --lir-steps N (at least one step)")
         # stage 1 draws from it; in stage 2 the anchor and G_X begun as the noise model do too
-        needs_noise = warmup > 0 or cfg.time_budget is not None or cfg.gx_noise_model or cfg.losses.anchor > 0
+        needs_noise = warmup > 0 or budgeted or cfg.gx_noise_model or cfg.losses.anchor > 0
         noise_model = self._noise_model(ckpt) if needs_noise else None
         if ckpt is None and self.init_path is None:
             path, self.init_note = choose_init_weights(cfg.init_weights, model_config, noise_model)
             if path is not None:
                 restorer, _ = load_restorer(path)
                 init_state, self.init_path = restorer.state_dict(), path
-        lir_left = (cfg.lir_steps or 0) if cfg.time_budget is not None and ckpt is None else total - warmup
+        lir_left = (cfg.lir_steps or 0) if budgeted and ckpt is None else total - warmup
         if ckpt is not None:
             lir_left = total - max(int(ckpt["step"]), warmup)
         vgg, self.semantic_note = setup_semantic(
@@ -198,7 +203,7 @@ class Trainer:
             if self.dist.enabled and not self.dist.is_main:
                 # only rank 0's RNG state is stored; other ranks get their own distinct stream
                 torch.manual_seed(cfg.seed + 1000 * self.dist.rank + self.model.step)
-        if cfg.time_budget is not None:
+        if budgeted and (ckpt is None or cfg.lir_steps is None):
             total, warmup = self._size_from_probe(ckpt, total, warmup)
         # the resolved plan, set on a copy (replace() would check it again as if all were given)
         self.cfg = cfg = copy.copy(cfg)
