@@ -41,6 +41,26 @@ def tiny_config(request: pytest.FixtureRequest) -> ModelConfig:
 
 
 @pytest.fixture
+def weights(tmp_path: Path, tiny_config: ModelConfig) -> Path:
+    """A tiny restorer file (seeded random weights) of each ``tiny_config`` shape."""
+    from invrep_cli.checkpoint import save_restorer
+    from invrep_cli.models import build_restorer
+
+    torch.manual_seed(0)
+    return save_restorer(build_restorer(tiny_config), tmp_path / "w.safetensors")
+
+
+@pytest.fixture
+def onnx_file(weights: Path, tmp_path: Path) -> Path:
+    """``weights`` exported to ONNX, checked against PyTorch at one odd size."""
+    from invrep_cli.export import export_onnx
+
+    out = tmp_path / "m.onnx"
+    export_onnx(weights, out, check_sizes=((1, 3, 19, 21),), threads=1)
+    return out
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

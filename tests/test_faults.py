@@ -35,18 +35,6 @@ runner = CliRunner()
 BOX_DRAWING = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╔╗╚╝┏┓┗┛")
 
 
-@pytest.fixture
-def weights(tmp_path: Path, tiny_config: ModelConfig) -> Path:
-    torch.manual_seed(0)
-    return save_restorer(build_restorer(tiny_config), tmp_path / "w.safetensors")
-
-
-@pytest.fixture
-def onnx_file(weights: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "m.onnx"
-    export_onnx(weights, out, check_sizes=((1, 3, 19, 21),), threads=1)
-    return out
-
 
 def invoke(*args: str | Path) -> tuple[int, str, str]:
     result = runner.invoke(app, ["restore", *map(str, args), "--threads", "1"])

@@ -8,25 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from invrep_cli.checkpoint import load_restorer, save_restorer
+from invrep_cli.checkpoint import load_restorer
 from invrep_cli.config import ModelConfig
 from invrep_cli.errors import DeviceError, UsageError, WeightsError
 from invrep_cli.export import export_onnx
-from invrep_cli.models import build_restorer
 from invrep_cli.onnx_backend import OnnxBackend, _cuda_driver_has_device, make_session
-
-
-@pytest.fixture
-def weights(tmp_path: Path, tiny_config: ModelConfig) -> Path:
-    torch.manual_seed(1)
-    return save_restorer(build_restorer(tiny_config), tmp_path / "w.safetensors")
-
-
-@pytest.fixture
-def onnx_file(weights: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "m.onnx"
-    export_onnx(weights, out, check_sizes=((1, 3, 19, 21),), threads=1)
-    return out
 
 
 def test_backend_matches_torch(onnx_file: Path, weights: Path, tiny_config: ModelConfig) -> None:

@@ -8,34 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from invrep_cli.backends import make_backend
-from invrep_cli.checkpoint import save_restorer
 from invrep_cli.cli import app
-from invrep_cli.config import ModelConfig
 from invrep_cli.errors import UsageError
-from invrep_cli.export import export_onnx
-from invrep_cli.models import build_restorer
 from invrep_cli.restore import RestoreConfig, restore_pixels
 
 runner = CliRunner()
 STRENGTHS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
-
-@pytest.fixture
-def weights(tmp_path: Path, tiny_config: ModelConfig) -> Path:
-    torch.manual_seed(0)
-    return save_restorer(build_restorer(tiny_config), tmp_path / "w.safetensors")
-
-
-@pytest.fixture
-def onnx_file(weights: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "m.onnx"
-    export_onnx(weights, out, check_sizes=((1, 3, 19, 21),), threads=1)
-    return out
 
 
 def _noisy(seed: int = 0, shape: tuple[int, ...] = (45, 67, 3), dtype: type = np.uint8) -> np.ndarray:

@@ -127,7 +127,8 @@ def bench_command(
                        "Default: scikit-image's sample photos (offline)."),
     ] = None,
     sigma: Annotated[
-        str | None, typer.Option("--sigma", help="Gaussian noise levels (0-255), comma list; default 15,25,50. 0: the clean images as they are.")
+        str | None, typer.Option("--sigma", help="Gaussian noise levels (0-255), comma list; default 15,25,50. "
+                                                 "0: the clean images as they are.")
     ] = None,
     pairs: Annotated[
         bool,
