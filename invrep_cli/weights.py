@@ -38,7 +38,7 @@ from invrep_cli.fsutil import sha256_file
 
 HOME_ENV = "INVREP_HOME"
 REGISTRY_ENV = "INVREP_REGISTRY"
-DEFAULT_WEIGHTS = "lir-unet-gauss"
+DEFAULT_WEIGHTS = "lir-unet-mix"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".onnx")
 _HEX = re.compile(r"[0-9a-f]+")
 

@@ -24,6 +24,7 @@ from invrep_cli.training import LIRModel
 from invrep_cli.training.budget import parse_duration, stage1_steps_for_budget
 from invrep_cli.training.criterion import estimated_psnr, prepare
 from invrep_cli.training.init_weights import choose_init_weights, traits_of_description
+from invrep_cli.weights import DEFAULT_WEIGHTS
 from tests.conftest import write_images
 from tests.test_train import TINY, _noisy_photos, run_train, step_records
 
@@ -122,7 +123,21 @@ def test_no_reference_criterion_ranks_restorers_as_the_reference_does() -> None:
     assert abs(estimate["identity"] - truth["identity"]) < 0.5  # the identity's risk is the noise itself
 
 
-def test_fitted_noise_chooses_the_nearest_bundled_model() -> None:
+#: the two earlier bundled models (still in weights/, no longer registered): one white-noise, one
+#: camera-noise model, so the rule has a choice to make
+EARLIER_MODELS = [
+    {"name": "lir-unet-gauss", "bundled": True, "file": "weights/lir-unet-gauss.safetensors", "url": "",
+     "sha256": "dec1b0da7c735f4f490633e3922df0caa4338ee09f470984bee924dc38c87063", "size": 10917724},
+    {"name": "lir-unet-real", "bundled": True, "file": "weights/lir-unet-real.safetensors", "url": "",
+     "sha256": "9955c736b6fd001b879e95a6689151dfa71497653001113ebce95fba55785c4d", "size": 10917860},
+]
+
+
+def test_fitted_noise_chooses_the_nearest_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from invrep_cli import weights
+
+    (tmp_path / "registry.json").write_text(json.dumps(EARLIER_MODELS), encoding="utf-8")
+    monkeypatch.setenv(weights.REGISTRY_ENV, str(tmp_path / "registry.json"))
     unet = model_preset("lir-lite-unet")
     white = NoiseModel(spec=parse_noise("gaussian:5-50"))
     path, why = choose_init_weights("auto", unet, white)
@@ -214,7 +229,7 @@ def test_default_recipe_starts_from_the_bundled_model_and_reports(tmp_path: Path
     assert "VGG19" not in result.output and "DISABLED" not in result.output
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["model_config"]["name"] == "lir-lite-unet" and ckpt["warmup_steps"] == 2
-    assert "lir-unet-gauss" in ckpt["init_weights_used"] and ckpt["semantic_note"].startswith("not used")
+    assert DEFAULT_WEIGHTS in ckpt["init_weights_used"] and ckpt["semantic_note"].startswith("not used")
     assert "estimated" not in result.output or "dB" in result.output
     assert "no reference" in " ".join(result.output.split()) and (out / "report.png").is_file()
     report = next(json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"report"' in line)

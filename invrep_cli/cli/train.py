@@ -190,7 +190,7 @@ def train_command(
             metavar="auto|none|PATH",
             help="Where E_X and G_Y start. auto (default): the bundled model whose recorded noise is nearest the "
             "noise of the noisy domain (blur, channel correlation, JPEG; ties and doubt: the default "
-            "lir-unet-gauss), when --config is the bundled models' lir-lite-unet; else random weights. none: "
+            "lir-unet-mix), when --config is the bundled models' lir-lite-unet; else random weights. none: "
             "random weights. PATH: a restorer (.safetensors or a checkpoint; its model config is used).",
             panel=_MODEL,
         ),

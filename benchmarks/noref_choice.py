@@ -1,0 +1,52 @@
+"""Rank restorers on a noisy folder with no reference: train's no-reference score (SURE under each
+photo's fitted noise, ``invrep_cli/training/criterion.py``) on evenly spaced photos, 256-px centre
+crops. It reads the noisy folder alone, so it can choose among a run's checkpoints from the run's own
+data (the training folder of PolyU *_real files holds no *_mean file).
+
+  python benchmarks/noref_choice.py runs/data/PolyU100-real MODELS... [--images 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from invrep_cli.checkpoint import load_restorer
+from invrep_cli.data import list_images, read_image
+from invrep_cli.training.criterion import NoisyImage, estimated_psnr, prepare
+from invrep_cli.training.report import SCORE_CROP, centre_crop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("noisy_dir", type=Path)
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    files = list_images(args.noisy_dir)
+    picks = [files[int(i)] for i in np.unique(np.linspace(0, len(files) - 1, args.images).astype(int))]
+    images = []
+    for path in picks:
+        noisy = read_image(path)
+        fitted = prepare([noisy])  # the noise fitted on the whole photo, as train's report does
+        if fitted:
+            images.append(NoisyImage(centre_crop(noisy, SCORE_CROP), fitted[0].noise))
+    for spec in args.models:
+        model = load_restorer(spec)[0].eval()
+
+        def run(x: torch.Tensor, model: torch.nn.Module = model) -> torch.Tensor:
+            return model(x).float()
+
+        with torch.no_grad():
+            score = estimated_psnr(run, images)
+        print(json.dumps({"model": spec, "images": len(images), "no_reference_db": round(float(score), 3)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
