@@ -291,6 +291,9 @@ def test_ctrl_c_prints_the_summary_and_the_command_that_continues(
 
 _SIGINT_RUN = """
 import os, signal, sys, time
+# a child inherits an ignored SIGINT, and Python then installs no KeyboardInterrupt handler: make
+# Ctrl-C behave as in a terminal whatever the test process's disposition is
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from invrep_cli.backends import TorchBackend
 from invrep_cli.cli import main
 
