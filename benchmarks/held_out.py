@@ -23,17 +23,12 @@ from invrep_cli.data import add_noise as add_spec_noise
 from invrep_cli.data import list_images, parse_noise, read_image
 from invrep_cli.noise import NoiseModel
 from invrep_cli.synthetic import add_noise, image_metrics, noise_seed, to_uint8
+from invrep_cli.training.report import centre_crop
 
 #: case -> noise spec ("clean": none; "gray25": Gaussian 25 on the gray image; "camera": the fit at
 #: its fitted level, "camera2" at twice it: JPEG'd camera noise reads low, hence --noise-scale)
 CASES = ("clean", "gaussian:15", "gaussian:25", "gaussian:50", "gray25", "poisson-gaussian:10-10",
          "poisson-gaussian:30-30", "camera", "camera2")
-
-
-def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[top : top + size, left : left + size]
 
 
 def camera_model(log: Path) -> NoiseModel:

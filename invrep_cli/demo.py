@@ -110,8 +110,10 @@ def comparison_image(samples: list[DemoSample], restored_dir: Path, out_path: Pa
     for s in samples:
         clean, noisy, restored = (read_uint8(path) for path in (s.clean, s.noisy, restored_dir / s.noisy.name))
         psnr_noisy, psnr_restored = psnr(clean, noisy), psnr(clean, restored)
-        scores.append({"image": s.name, "psnr_noisy": round(psnr_noisy, 2), "psnr_restored": round(psnr_restored, 2)})
-        if s.name.endswith("-clean"):  # the input is its own reference: the score is how little changed
+        clean_input = s.name.endswith("-clean")  # its own reference: the score is how little changed
+        scores.append({"image": s.name, "psnr_noisy": round(psnr_noisy, 2), "psnr_restored": round(psnr_restored, 2),
+                       "clean_input": clean_input})
+        if clean_input:
             given, reference = "clean input", "clean"
         else:
             given = f"noisy {psnr_noisy:.2f} dB"

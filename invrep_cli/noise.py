@@ -170,8 +170,6 @@ class NoiseModel:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NoiseModel:
-        from invrep_cli.data import parse_noise
-
         mix = tuple((str(name), float(share)) for name, share in d.get("mix", ()))
         if "spec" in d:
             return cls(spec=parse_noise(d["spec"]), source=d.get("source", ""), mix=mix)
@@ -193,7 +191,7 @@ class NoiseModel:
         # one component per crop, by its share; each component draws its crops in one call
         shares = torch.tensor([share for _, share in self.mix], dtype=torch.float64)
         pick = torch.multinomial(shares, clean.shape[0], replacement=True, generator=_cpu_generator(generator))
-        noisy = torch.round(clean.clamp(0.0, 1.0) * 255.0) / 255.0  # "clean" crops: as an 8-bit file holds them
+        noisy = as_saved(clean)  # "clean" crops: as an 8-bit file holds them
         for k, (name, _) in enumerate(self.mix):
             idx = (pick == k).nonzero().flatten().to(clean.device)
             if name == "clean" or idx.numel() == 0:
@@ -202,16 +200,15 @@ class NoiseModel:
             if name == "own":
                 out = self._sample_own(part, generator)
             else:
-                out = torch.round(sample_spec(part, parse_noise(name), generator).clamp(0.0, 1.0) * 255.0) / 255.0
+                out = as_saved(sample_spec(part, _component_spec(name), generator))
             noisy[idx] = out
         return noisy
 
     def _sample_own(self, clean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.spec is not None:
-            noisy = sample_spec(clean, self.spec, generator)
-            return torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
+            return as_saved(sample_spec(clean, self.spec, generator))
         noisy, picks = sample_fitted(clean, self.fitted, generator, self.level_range, return_picks=True)
-        noisy = torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
+        noisy = as_saved(noisy)
         jpeg = [i for i, k in enumerate(picks) if self.fitted[k].jpeg_quality > 0]
         if jpeg and self.jpeg_fraction > 0:
             u = torch.rand(len(jpeg), generator=generator, device="cpu" if generator is None else generator.device)
@@ -220,6 +217,17 @@ class NoiseModel:
                     fit = self.fitted[picks[i]]
                     noisy[i] = jpeg_roundtrip(noisy[i], fit.jpeg_quality, fit.jpeg_subsampling)
         return noisy
+
+
+def as_saved(noisy: torch.Tensor) -> torch.Tensor:
+    """[0, 1] values clipped and quantised to 8 bit, as a saved noisy file holds them."""
+    return torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+@functools.lru_cache(maxsize=32)
+def _component_spec(name: str) -> NoiseSpec:
+    """A --noise-mix spec component, parsed once (sample runs every training step)."""
+    return parse_noise(name)
 
 
 def _cpu_generator(generator: torch.Generator | None) -> torch.Generator | None:

@@ -38,6 +38,6 @@ def demo_command(
             raise typer.Exit(1)
         scores = comparison_image(samples, out / "restored", out / "comparison.png")
     for s in scores:
-        given = "clean input " if s["image"].endswith("-clean") else f"input {s['psnr_noisy']:6.2f} dB"
+        given = "clean input " if s["clean_input"] else f"input {s['psnr_noisy']:6.2f} dB"
         console.print(f"{s['image']:<18} {given}  ->  restored {s['psnr_restored']:6.2f} dB")
     console.print(f"comparison: {out / 'comparison.png'}")
