@@ -54,6 +54,8 @@ PERCENTILE = 10.0
 BINS = 16
 #: fewest blocks an intensity bin needs to be used
 MIN_BLOCKS = 24
+#: blocks a pooled group of small images gathers before it is fitted (one 512 x 512 image's)
+POOL_BLOCKS = 1024
 #: blur std (px) grid of the calibration; beyond it, noise is a smooth pattern rather than grain
 BLUR_GRID = tuple(round(0.1 * i, 1) for i in range(0, 21))
 #: channel correlation grid of the calibration (selecting low-variance blocks lowers correlation)
@@ -512,8 +514,53 @@ def fit_image_noise(img: np.ndarray) -> ImageNoise | None:
     """Fit the noise of one H x W x 3 image in [0, 1]; None when it has too few flat blocks."""
     if img.ndim == 2:
         img = img[:, :, None]
-    c = img.shape[2]
-    blocks = _blocks(img)
+    return _fit_blocks(_blocks(img))
+
+
+def fit_images(images: Sequence[np.ndarray]) -> tuple[list[ImageNoise | None], set[int]]:
+    """A fit per image (H x W x C in [0, 1]), and the indices of those that came from pooling.
+
+    An image too small to fit alone (a 180 x 180 crop holds 121 blocks over 16 intensity bins; a bin
+    needs MIN_BLOCKS) is pooled with the next such images of its channel count until the group
+    holds POOL_BLOCKS blocks, and each gets the group's fit. That assumes the images of a folder
+    share their noise (one camera, one setting), which is what a noisy folder usually is; a folder
+    of mixed settings gets each group's average. Images that no group can fit stay None.
+    """
+    fits: list[ImageNoise | None] = []
+    pending: dict[int, list[tuple[int, _Blocks]]] = {}
+    pooled: set[int] = set()
+
+    def fit_group(group: list[tuple[int, _Blocks]]) -> None:
+        fit = _fit_blocks(_concat_blocks([b for _, b in group]))
+        if fit is None:
+            return
+        for k, _ in group:
+            fits[k] = fit
+            pooled.add(k)
+
+    for k, img in enumerate(images):
+        img = img[:, :, None] if img.ndim == 2 else img
+        blocks = _blocks(img)
+        fits.append(_fit_blocks(blocks))
+        if fits[k] is None and blocks.mean.shape[0] > 0:
+            group = pending.setdefault(img.shape[2], [])
+            group.append((k, blocks))
+            if sum(b.mean.shape[0] for _, b in group) >= POOL_BLOCKS:
+                fit_group(group)
+                pending[img.shape[2]] = []
+    for group in pending.values():
+        if len(group) > 1:  # a lone image was already tried alone
+            fit_group(group)
+    return fits, pooled
+
+
+def _concat_blocks(parts: Sequence[_Blocks]) -> _Blocks:
+    return _Blocks(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(_Blocks)))
+
+
+def _fit_blocks(blocks: _Blocks) -> ImageNoise | None:
+    """The fit of ``fit_image_noise`` from one image's (or a pooled group's) blocks."""
+    c = blocks.mean.shape[1]
     idx = _select(blocks)
     if idx.size < MIN_BLOCKS:
         return None
@@ -596,22 +643,24 @@ def fit_noise_model(
 ) -> NoiseModel:
     """A NoiseModel from noisy images (H x W x 3 in [0, 1]); images without enough flat blocks are
     skipped. With ``paths`` (the images' files), a JPEG file's quality and subsampling go into its
-    fit; with ``match``, each fit's level is corrected by synthesis (``match_fit``).
-    ValueError when none could be fitted."""
+    fit; with ``match``, each fit's level is corrected by synthesis (``match_fit``; not for fits
+    pooled over small images, whose read-back would fail alone). ValueError when none could be fitted."""
     fits, factors = [], []
-    for k, img in enumerate(images):
-        fit = fit_image_noise(img)
+    per_image, pooled = fit_images(images)
+    for k, (img, fit) in enumerate(zip(images, per_image, strict=True)):
         if fit is None:
             continue
         jpeg = jpeg_settings(paths[k]) if paths is not None else None
         if jpeg is not None:
             fit = dataclasses.replace(fit, jpeg_quality=jpeg[0], jpeg_subsampling=jpeg[1])
-        if match and fit.jpeg_quality:
+        if match and fit.jpeg_quality and k not in pooled:
             fit, factor = match_fit(fit, img, seed=k)
             factors.append(factor)
         fits.append(fit)
     if not fits:
         raise ValueError("no image has enough flat areas to measure its noise")
+    if pooled:
+        source += f" ({len(pooled)} too small to fit alone, fitted in pooled groups of {POOL_BLOCKS} blocks)"
     return NoiseModel(fitted=tuple(fits), source=source, level_note=level_note(factors) if factors else "")
 
 

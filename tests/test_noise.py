@@ -14,6 +14,7 @@ from invrep_cli.noise import (
     NoiseModel,
     estimate_sigma,
     fit_image_noise,
+    fit_images,
     fit_noise_model,
     jpeg_roundtrip,
     jpeg_settings,
@@ -100,6 +101,32 @@ def test_spec_model_blind_range() -> None:
     stds = (model.sample(flat) - flat).flatten(1).std(1) * 255
     assert 4 < float(stds.min()) < 12 and 43 < float(stds.max()) < 52
     assert NoiseModel.from_dict(model.to_dict()).spec == model.spec
+
+
+def test_small_images_are_fitted_by_pooling_their_blocks() -> None:
+    """A folder of 128-px crops: none has blocks enough to fit alone, pooled they read the truth
+    (level and blur), and the warm start's model and the no-reference score can use them."""
+    sigma, blur = 0.04, 0.8
+    truth = ImageNoise((0.0,) * 3, (sigma**2,) * 3, blur, EYE)
+    crops = [make_noisy(scene(10 + k, size=128), truth, seed=k) for k in range(10)]
+    assert all(fit_image_noise(c) is None for c in crops)
+    fits, pooled = fit_images(crops)
+    assert pooled == set(range(len(crops)))
+    for fit in fits:
+        assert fit is not None
+        assert np.mean(fit.std_at(0.5)) == pytest.approx(sigma, rel=0.15)
+        assert fit.blur == pytest.approx(blur, abs=0.25)
+    model = fit_noise_model(crops, source="crops")
+    assert len(model.fitted) == len(crops) and "pooled" in model.describe()
+
+
+def test_pooling_leaves_images_that_fit_alone_unchanged() -> None:
+    truth = ImageNoise((0.0,) * 3, (0.03**2,) * 3, 0.0, EYE)
+    big = make_noisy(scene(20), truth)
+    fits, pooled = fit_images([big, make_noisy(scene(21, size=64), truth)])
+    assert fits[0] == fit_image_noise(big)
+    assert pooled == set()  # one small image alone is not a group: tried alone, it stays unfitted
+    assert fits[1] is None
 
 
 def test_featureless_images_cannot_be_fitted() -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from invrep_cli.noise import ImageNoise, fit_image_noise, sample_fitted
+from invrep_cli.noise import ImageNoise, fit_images, sample_fitted
 
 RestoreFn = Callable[[torch.Tensor], torch.Tensor]
 #: the Monte-Carlo step: the perturbation is this share of a noise draw (small against the noise,
@@ -38,10 +38,11 @@ class NoisyImage:
 
 
 def prepare(images: Sequence[np.ndarray]) -> list[NoisyImage]:
-    """The images whose noise can be fitted (flat areas to measure it), each with its fit."""
+    """The images whose noise can be fitted (flat areas to measure it), each with its fit (small
+    images pooled, as the warm start fits them)."""
     out = []
-    for img in images:
-        fit = fit_image_noise(img)
+    fits, _ = fit_images(images)
+    for img, fit in zip(images, fits, strict=True):
         if fit is not None:
             out.append(NoisyImage(np.ascontiguousarray(img, dtype=np.float32), fit))
     return out
