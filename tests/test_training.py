@@ -305,3 +305,35 @@ def test_resume_is_exact_across_the_freeze_with_the_stage2_pieces(tmp_path: Path
     for name in ("noisy_encoder", "noisy_decoder"):
         assert all(torch.allclose(wa["networks"][name][k].float(), wb["networks"][name][k].float(), atol=1e-6)
                    for k in wa["networks"][name])  # fmt: skip
+
+
+@pytest.mark.parametrize("stage2_better", [False, True])
+def test_stage2_ships_only_when_the_noisy_folder_scores_it_higher(
+    tmp_path: Path, clean_dir: Path, monkeypatch: pytest.MonkeyPatch, stage2_better: bool
+) -> None:
+    """The final report decides: stage 2 scored below stage 1 -> restorer.safetensors is stage 1's
+    (stage 2's kept beside it); scored above -> stage 2's stays. The scores are set here, so the
+    test is about the decision, not about how good two tiny steps of stage 2 are."""
+    import invrep_cli.training.loop as loop
+    from invrep_cli.training.report import RunReport
+
+    def fake_report(*args: Any, **kwargs: Any) -> RunReport:
+        return RunReport(1, "start", 30.0, 32.0 if stage2_better else 28.0, None, stage1_score=31.0)
+
+    monkeypatch.setattr(loop, "write_report", fake_report)
+    out = tmp_path / "run"
+    result = run_train(out, clean_dir, "--warmup-steps", "1", "--steps", "2", "--w-semantic", "0",
+                       "--report-images", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stage1 = (out / "restorer-stage1.safetensors").read_bytes()
+    shipped = (out / "restorer.safetensors").read_bytes()
+    report = next(json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"report"' in line)
+    if stage2_better:
+        assert report["shipped"] == "trained" and shipped != stage1
+        assert not (out / "restorer-stage2.safetensors").exists()
+    else:
+        assert report["shipped"] == "stage 1" and shipped == stage1
+        assert (out / "restorer-stage2.safetensors").read_bytes() != stage1
+        warnings = [json.loads(line)["message"] for line in (out / "log.jsonl").read_text().splitlines()
+                    if '"warning"' in line]  # fmt: skip
+        assert any("stage 2 scored below stage 1" in w for w in warnings), warnings

@@ -31,7 +31,13 @@ from invrep_cli.training.model import LIRModel
 from invrep_cli.training.noise_setup import build_noise_model, evenly_spaced
 from invrep_cli.training.report import SCORE_CROP, write_report
 from invrep_cli.training.resume import check_resume
-from invrep_cli.training.run_folder import REPORT_FILE, STAGE1_RESTORER_FILE, RunFolder
+from invrep_cli.training.run_folder import (
+    REPORT_FILE,
+    RESTORER_FILE,
+    STAGE1_RESTORER_FILE,
+    STAGE2_RESTORER_FILE,
+    RunFolder,
+)
 from invrep_cli.training.runtime import StopFlag, resolve_amp, rng_state, seed_everything, set_rng_state, setup_device
 from invrep_cli.training.semantic import setup_semantic
 
@@ -455,6 +461,22 @@ class Trainer:
             self.warn("report: no image of the noisy folder has flat areas enough to fit its noise; no score")
             return None
         record = result.to_dict()
+        record["shipped"] = "trained"
+        if result.stage1_score is not None and result.stage1_score > result.trained_score:
+            # stage 2 must only ever improve on stage 1, and the user's own noisy folder is the only
+            # judge there is: when it scores stage 2 lower, restorer.safetensors is stage 1's
+            self.folder.ship_stage1_restorer()
+            record["shipped"] = "stage 1"
+            self.warn(
+                f"report: stage 2 scored below stage 1 on the noisy folder ({result.trained_score:.2f} vs "
+                f"{result.stage1_score:.2f} dB, no reference): {RESTORER_FILE} is stage 1's; stage 2's is "
+                f"{STAGE2_RESTORER_FILE}"
+            )
+        elif result.start_score is not None and result.trained_score < result.start_score:
+            self.warn(
+                f"report: the trained model scored below its start on the noisy folder ({result.trained_score:.2f} "
+                f"vs {result.start_score:.2f} dB, no reference): the start may serve this noise better"
+            )
         self.log({"event": "report", **record})
         self.emit({"event": "report", **record})
         return record

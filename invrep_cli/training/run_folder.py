@@ -10,6 +10,8 @@ Layout::
                                        their exponential moving average (``ema_decay``, as
                                        Real-ESRGAN ships ``params_ema``), else the raw weights
     RUN_DIR/restorer-stage1.safetensors  what stage 1 gave, kept beside what stage 2 makes of it
+    RUN_DIR/restorer-stage2.safetensors  what stage 2 made, when the final report scored it below
+                                       stage 1 (restorer.safetensors is then stage 1's)
     RUN_DIR/samples/step_NNNNNNNN.png  rows: noisy x, restored x_ab, clean y, synthetic noisy x_ba
     RUN_DIR/report.png                 crops of the noisy folder: noisy | start model | trained
 """
@@ -32,6 +34,7 @@ from invrep_cli.models import Restorer
 
 RESTORER_FILE = "restorer.safetensors"
 STAGE1_RESTORER_FILE = "restorer-stage1.safetensors"
+STAGE2_RESTORER_FILE = "restorer-stage2.safetensors"
 LOG_FILE = "log.jsonl"
 SAMPLES_DIR = "samples"
 REPORT_FILE = "report.png"
@@ -104,6 +107,13 @@ class RunFolder:
         """Copy the restorer written at the stage boundary: what stage 1 alone gives."""
         with atomic_path(self.path / STAGE1_RESTORER_FILE) as tmp:
             shutil.copyfile(self.restorer_file, tmp)
+
+    def ship_stage1_restorer(self) -> None:
+        """Move stage 2's restorer aside and put stage 1's in its place (what restore reads)."""
+        with atomic_path(self.path / STAGE2_RESTORER_FILE) as tmp:
+            shutil.copyfile(self.restorer_file, tmp)
+        with atomic_path(self.restorer_file) as tmp:
+            shutil.copyfile(self.path / STAGE1_RESTORER_FILE, tmp)
 
     def save_samples(self, images: dict[str, torch.Tensor], step: int) -> Path:
         n = min(4, images["x"].shape[0])
