@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue 20's stage-2 target on real camera noise: stage 1 alone vs stage 1 + LIR stage 2 at the same
+# wall-clock budget, both fine-tuning lir-unet-real on PolyU100's *_real files (noisy) and the
+# CBSD432 training split (clean; `bash benchmarks/default_model.sh data` makes both folders).
+#   bash benchmarks/stage2_real.sh stage1   # --time T of stage 1 alone
+#   bash benchmarks/stage2_real.sh lir      # --time T: LIR_STEPS of stage 2 (frozen restorer for the
+#                                           # first FREEZE, G_X begun as the noise model, anchor on),
+#                                           # stage 1 gets what is left
+#   bash benchmarks/stage2_real.sh score    # both runs' restorers on CC15 and PolyU100 pairs (scoring
+#                                           # only) and on the noisy folder with no reference
+# Each run's final report scores stage 1 and stage 2 on the noisy folder and ships the better.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+D=../shared/data
+T=${T:-25m}
+COMMON=(--noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train
+        --init-weights weights/lir-unet-real.safetensors --time "$T" --warmup-lr 1e-4
+        --batch-size 16 --crop-size 64 --workers 1 --w-semantic 0 --seed 3 --checkpoint-every 100 --keep 30)
+export OMP_WAIT_POLICY=PASSIVE  # on 2 shared cores, spinning OpenMP threads slowed steps 10x
+case "${1:-}" in
+  stage1) $BIN/invrep train "${COMMON[@]}" --out runs/s2/stage1 ;;
+  lir) $BIN/invrep train "${COMMON[@]}" --out runs/s2/lir --lir-steps "${LIR_STEPS:-200}" \
+         --lir-freeze "${FREEZE:-50}" --gx-noise-model --w-anchor "${ANCHOR:-1}" ;;
+  score)
+    mkdir -p runs/measure
+    W=weights/lir-unet-real.safetensors,runs/s2/stage1/restorer.safetensors
+    W=$W,runs/s2/lir/restorer-stage1.safetensors,runs/s2/lir/restorer.safetensors
+    [ -f runs/s2/lir/restorer-stage2.safetensors ] && W=$W,runs/s2/lir/restorer-stage2.safetensors
+    C=(--weights "$W" --backends torch --precisions fp32 --threads 2 --in-process --json --baselines noisy)
+    $BIN/invrep bench "$D/CC15" --pairs "${C[@]}" > runs/measure/s2-cc15.json
+    $BIN/invrep bench "$D/PolyU100" --pairs --noisy-pattern '*_real.JPG' --ref-pattern '*_mean.JPG' \
+      "${C[@]}" > runs/measure/s2-polyu100.json
+    $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real ${W//,/ } --threads 2 ;;
+  *) echo "usage: $0 stage1|lir|score" >&2; exit 2 ;;
+esac
