@@ -3,12 +3,13 @@
 Times ``LIRModel``'s phases for a preset: the codes for the discriminators, the ``repr_steps`` D_R
 steps, the D_X/D_Y step and the generator step (forward + backward of every LIR term), against a
 stage-1 step. Usage: python benchmarks/lir_step_profile.py [--config lir-lite-unet] [--batch 16]
-[--crop 64] [--threads 2] [--steps 3]
+[--crop 64] [--threads 2] [--steps 3] [--authors-gx]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -27,10 +28,13 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one untimed")
+    parser.add_argument("--authors-gx", action="store_true", help="G_X in the authors' shape (as before 2026-12)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = MODEL_PRESETS[args.config]
+    if args.authors_gx:
+        config = dataclasses.replace(config, gx_res_blocks=None, gx_up_kernel=5)
     cfg = TrainConfig(out_dir="unused", clean_dir="unused", model=config, losses=LossWeights(semantic=0.0))
     model = LIRModel(config, cfg, warmup_steps=0, noise_model=NoiseModel(spec=parse_noise("gaussian:25")))
     model.train()

@@ -337,3 +337,33 @@ def test_stage2_ships_only_when_the_noisy_folder_scores_it_higher(
         warnings = [json.loads(line)["message"] for line in (out / "log.jsonl").read_text().splitlines()
                     if '"warning"' in line]  # fmt: skip
         assert any("stage 2 scored below stage 1" in w for w in warnings), warnings
+
+
+def test_a_restorer_file_starts_the_light_gx_that_was_asked_for(tmp_path: Path, clean_dir: Path) -> None:
+    """Restorer files hold no G_X, and the bundled ones record the authors' G_X fields: starting
+    from one must build the G_X of --config (lir-lite-unet's lighter one), not the file's, and the
+    start weights must still load (E_X and G_Y are the same shape)."""
+    import dataclasses
+
+    from invrep_cli.checkpoint import save_restorer
+    from invrep_cli.config import MODEL_PRESETS
+    from invrep_cli.models import build_restorer
+
+    preset = dataclasses.replace(MODEL_PRESETS["lir-lite-unet"], width=4, n_res_blocks=1, disc_scales=2)
+    assert preset.gx_res_blocks == 2 and preset.gx_up_kernel == 3
+    recorded = preset.restorer_shape()  # what a file written before G_X had its own fields holds
+    assert recorded.gx_up_kernel == 5 and recorded != preset
+    start = save_restorer(build_restorer(recorded), tmp_path / "start.safetensors")
+    out = tmp_path / "run"
+    args = ["train", "--clean", str(clean_dir), "--synthetic", "gaussian:25", "--out", str(out),
+            "--config", "lir-lite-unet", "--width", "4", "--res-blocks", "1", "--disc-scales", "2",
+            "--init-weights", str(start), "--warmup-steps", "1", "--steps", "2", "--batch-size", "2",
+            "--crop-size", "32", "--workers", "0", "--device", "cpu", "--w-semantic", "0",
+            "--report-images", "0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["model_config"]["gx_up_kernel"] == 3 and ckpt["model_config"]["gx_res_blocks"] == 2
+    up = ckpt["networks"]["noisy_decoder"]["up_convs.0.conv.weight"]
+    assert up.shape[-1] == 3, up.shape
+    assert "using the file's model config" not in result.output

@@ -95,7 +95,11 @@ def build_models(config: ModelConfig) -> LIRNetworks:
         noisy_encoder=build_content_encoder(config),
         clean_encoder=build_content_encoder(config),
         noise_encoder=NoiseEncoder(c, config.width, config.n_downsample),
-        noisy_decoder=Decoder(2 * lat, c, config.n_downsample, config.n_res_blocks, config.decoder_norm),
+        noisy_decoder=Decoder(
+            2 * lat, c, config.n_downsample,
+            config.n_res_blocks if config.gx_res_blocks is None else config.gx_res_blocks,
+            config.decoder_norm, up_kernel=config.gx_up_kernel,
+        ),  # fmt: skip
         clean_decoder=build_clean_decoder(config),
         noisy_discriminator=MultiScaleDiscriminator(c, config.disc_width, config.disc_layers, config.disc_scales),
         clean_discriminator=MultiScaleDiscriminator(c, config.disc_width, config.disc_layers, config.disc_scales),

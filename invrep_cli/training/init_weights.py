@@ -98,7 +98,7 @@ def choose_init_weights(spec: str, model: ModelConfig, noise: NoiseModel | None)
         return None, "random weights (--init-weights none)"
     if spec != INIT_AUTO:
         return spec, f"--init-weights {spec}"
-    candidates = [c for c in _bundled_candidates() if c[2] == model]
+    candidates = [c for c in _bundled_candidates() if c[2].restorer_shape() == model.restorer_shape()]
     if not candidates:
         return None, f"random weights: no bundled model has the {model.name!r} networks asked for"
     if noise is None:

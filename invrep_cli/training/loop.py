@@ -139,7 +139,9 @@ class Trainer:
             restorer, _ = load_restorer(cfg.init_weights)
             model_config, init_state = restorer.config, restorer.state_dict()
             self.init_path, self.init_note = cfg.init_weights, f"--init-weights {cfg.init_weights}"
-            if model_config != cfg.model:
+            if model_config.restorer_shape() == cfg.model.restorer_shape():
+                model_config = cfg.model  # the file holds no G_X: the one asked for is built
+            else:
                 self.warn(f"--init-weights: using the file's model config {model_config.name!r}")
         else:
             model_config = cfg.model
