@@ -115,7 +115,8 @@ class NoiseSpec:
     """``gaussian`` with sigma in [low, high] on the 0-255 scale (low == high: fixed sigma, else
     drawn uniformly per image: blind denoising), ``poisson`` with ``low`` = peak photon count, or
     ``poisson-gaussian`` with the std at mid-gray in [low, high] (0-255), a random share of its
-    variance signal-dependent (shot noise) and the rest constant (read noise), per image."""
+    variance signal-dependent (shot noise) and the rest constant (read noise), per image, or
+    ``correlated``: the same, spatially correlated (``CORRELATED_BLUR``)."""
 
     kind: str
     low: float
@@ -124,19 +125,19 @@ class NoiseSpec:
     def describe(self) -> str:
         if self.kind == "poisson":
             return f"poisson:{self.low:g}"
-        if self.kind == "poisson-gaussian":
-            return f"poisson-gaussian:{self.low:g}-{self.high:g}"
+        if self.kind in ("poisson-gaussian", "correlated"):
+            return f"{self.kind}:{self.low:g}-{self.high:g}"
         return f"gaussian:{self.low:g}" if self.low == self.high else f"gaussian:{self.low:g}-{self.high:g}"
 
 
 def parse_noise(spec: str) -> NoiseSpec:
-    """``gaussian:25``, ``gaussian:5-50``, ``poisson:30`` or ``poisson-gaussian:2-40`` -> NoiseSpec;
-    UsageError otherwise."""
-    m = re.fullmatch(r"\s*(gaussian|poisson-gaussian|poisson)\s*:\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*", spec.lower())
+    """``gaussian:25``, ``gaussian:5-50``, ``poisson:30``, ``poisson-gaussian:2-40`` or
+    ``correlated:5-40`` -> NoiseSpec; UsageError otherwise."""
+    m = re.fullmatch(r"\s*(gaussian|poisson-gaussian|poisson|correlated)\s*:\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*", spec.lower())
     if not m:
         raise UsageError(
-            f"--synthetic {spec!r}: expected gaussian:SIGMA, gaussian:LOW-HIGH, poisson:PEAK or "
-            "poisson-gaussian:LOW-HIGH"
+            f"--synthetic {spec!r}: expected gaussian:SIGMA, gaussian:LOW-HIGH, poisson:PEAK, "
+            "poisson-gaussian:LOW-HIGH or correlated:LOW-HIGH"
         )
     kind = m.group(1)
     try:
@@ -154,6 +155,10 @@ def parse_noise(spec: str) -> NoiseSpec:
 #: poisson-gaussian specs: the share of the variance at mid-gray that is shot noise (proportional to
 #: the signal) is drawn uniformly in this range per image; the rest is signal-independent read noise
 SHOT_SHARE = (0.3, 1.0)
+#: correlated specs: poisson-gaussian noise whose field is blurred by a Gaussian of this std (px,
+#: drawn uniformly per image) and rescaled to keep its variance: demosaicing, binning, scientific
+#: cameras' interpolation, noise that a white-noise model never shows a restorer
+CORRELATED_BLUR = (0.4, 1.5)
 
 
 def add_noise(clean: np.ndarray, spec: NoiseSpec, rng: np.random.Generator) -> np.ndarray:
@@ -165,6 +170,12 @@ def add_noise(clean: np.ndarray, spec: NoiseSpec, rng: np.random.Generator) -> n
         std_mid, shot = rng.uniform(spec.low, spec.high) / 255.0, rng.uniform(*SHOT_SHARE)
         var = std_mid**2 * (shot * np.clip(clean.astype(np.float64), 0.0, 1.0) / 0.5 + (1.0 - shot))
         noisy = clean + (np.sqrt(var) * rng.standard_normal(clean.shape)).astype(np.float32)
+    elif spec.kind == "correlated":
+        from invrep_cli.noise import sample_spec  # noise.py builds on this module
+
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        chw = torch.from_numpy(np.ascontiguousarray(np.atleast_3d(clean).transpose(2, 0, 1)))[None].float()
+        noisy = sample_spec(chw, spec, generator)[0].numpy().transpose(1, 2, 0).reshape(clean.shape)
     else:
         noisy = rng.poisson(clean.astype(np.float64) * spec.low).astype(np.float32) / np.float32(spec.low)
     return (np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)

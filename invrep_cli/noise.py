@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from invrep_cli.data import SHOT_SHARE, NoiseSpec, parse_noise
+from invrep_cli.data import CORRELATED_BLUR, SHOT_SHARE, NoiseSpec, parse_noise
 
 #: block size of the estimator. Not 8: JPEG quantises each 8 x 8 block's high frequencies away in
 #: flat areas, so within a JPEG block camera noise is almost a plane and a plane fit saw none of it
@@ -291,12 +291,17 @@ def sample_spec(clean: torch.Tensor, spec: NoiseSpec, generator: torch.Generator
         u = torch.rand(n, 1, 1, 1, device=clean.device, dtype=clean.dtype, generator=generator)
         sigma = (spec.low + (spec.high - spec.low) * u) / 255.0
         return clean + sigma * _randn(clean.shape, clean, generator)
-    if spec.kind == "poisson-gaussian":
+    if spec.kind in ("poisson-gaussian", "correlated"):
         u = torch.rand(2, n, 1, 1, 1, device=clean.device, dtype=clean.dtype, generator=generator)
         std_mid = (spec.low + (spec.high - spec.low) * u[0]) / 255.0
         shot = SHOT_SHARE[0] + (SHOT_SHARE[1] - SHOT_SHARE[0]) * u[1]
         var = std_mid**2 * (shot * clean.clamp(0.0, 1.0) / 0.5 + (1.0 - shot))
-        return clean + var.sqrt() * _randn(clean.shape, clean, generator)
+        white = _randn(clean.shape, clean, generator)
+        if spec.kind == "correlated":
+            lo, hi = CORRELATED_BLUR
+            blurs = lo + (hi - lo) * torch.rand(n, device=clean.device, dtype=clean.dtype, generator=generator)
+            white = blurred(white, blurs)
+        return clean + var.sqrt() * white
     return torch.poisson(clean.clamp(min=0.0) * spec.low, generator=generator) / spec.low
 
 
@@ -309,6 +314,19 @@ def gaussian_kernels(blurs: torch.Tensor, radius: int) -> torch.Tensor:
     k = torch.exp(-sq / (2 * s**2))
     k = k / k.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()
     return k[:, None]
+
+
+def blurred(white: torch.Tensor, blurs: torch.Tensor) -> torch.Tensor:
+    """N x C x H x W white noise, each image filtered by a Gaussian of its own std (px) with unit
+    sum of squares: spatially correlated, same variance (blur 0: unchanged)."""
+    if float(blurs.max()) <= 0:
+        return white
+    n, c, h, w = white.shape
+    radius = max(1, int(math.ceil(3 * float(blurs.max()))))
+    radius = min(radius, h - 1, w - 1)  # reflect padding needs pad < size
+    kernels = gaussian_kernels(blurs.to(white.dtype), radius).repeat_interleave(c, dim=0)  # (n*c) x 1 x k x k
+    padded = F.pad(white.reshape(1, n * c, h, w), (radius,) * 4, mode="reflect")
+    return F.conv2d(padded, kernels, groups=n * c).reshape(n, c, h, w)
 
 
 def sample_fitted(
@@ -328,12 +346,7 @@ def sample_fitted(
     floor = torch.tensor([f.floor for f in chosen], device=dev, dtype=dt)[:, :c, None, None]
     blur = torch.tensor([f.blur for f in chosen], device=dev, dtype=dt)
     corr = torch.tensor([f.channel_corr for f in chosen], device=dev, dtype=torch.float64)
-    white = _randn((n, c, h, w), clean, generator)
-    radius = max(1, int(math.ceil(3 * float(blur.max()))))
-    if float(blur.max()) > 0:
-        kernels = gaussian_kernels(blur, radius).repeat_interleave(c, dim=0)  # (n*c) x 1 x k x k
-        padded = F.pad(white.reshape(1, n * c, h, w), (radius,) * 4, mode="reflect")
-        white = F.conv2d(padded, kernels, groups=n * c).reshape(n, c, h, w)
+    white = blurred(_randn((n, c, h, w), clean, generator), blur)
     if c == 3:
         eye = torch.eye(3, device=dev, dtype=torch.float64)
         mix = torch.linalg.cholesky(corr + 1e-6 * eye).to(dt)

@@ -20,6 +20,7 @@ from invrep_cli.noise import (
     jpeg_settings,
     match_fit,
     sample_fitted,
+    sample_spec,
 )
 
 EYE = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
@@ -278,3 +279,24 @@ def test_poisson_gaussian_spec_is_signal_dependent() -> None:
     s_mid = float((sample_spec(mid, spec) - mid).std() * 255)
     s_dark = float((sample_spec(dark, spec) - dark).std() * 255)
     assert abs(s_mid - 20) < 1.0 and s_dark < 0.85 * s_mid
+
+
+def test_correlated_spec_has_its_level_and_a_blur_the_estimator_reads() -> None:
+    """correlated:20 is poisson-gaussian:20 with a spatially blurred field: the same std at
+    mid-gray, neighbouring pixels correlated, and the fit reads a blur within CORRELATED_BLUR where
+    the white spec reads none; the file path (data.add_noise) draws the same kind of noise."""
+    from invrep_cli.data import CORRELATED_BLUR, add_noise
+
+    spec = parse_noise("correlated:20")
+    assert spec.describe() == "correlated:20-20"
+    flat = torch.full((8, 3, 64, 64), 0.5)
+    noise = sample_spec(flat, spec, torch.Generator().manual_seed(0)) - flat
+    assert float(noise.std()) * 255 == pytest.approx(20, rel=0.08)
+    lag1 = float((noise[..., 1:] * noise[..., :-1]).mean() / noise.var())
+    assert lag1 > 0.4  # white noise: ~0
+    correlated = add_noise(scene(30), spec, np.random.default_rng(0))
+    white = add_noise(scene(30), parse_noise("poisson-gaussian:20"), np.random.default_rng(0))
+    fit_c, fit_w = fit_image_noise(correlated), fit_image_noise(white)
+    assert fit_c is not None and fit_w is not None
+    assert CORRELATED_BLUR[0] - 0.2 <= fit_c.blur <= CORRELATED_BLUR[1] + 0.2 and fit_w.blur < 0.3
+    assert np.mean(fit_c.std_at(0.5)) * 255 == pytest.approx(20, rel=0.15)
