@@ -28,7 +28,7 @@ from invrep_cli.training.report import centre_crop
 #: case -> noise spec ("clean": none; "gray25": Gaussian 25 on the gray image; "camera": the fit at
 #: its fitted level, "camera2" at twice it: JPEG'd camera noise reads low, hence --noise-scale)
 CASES = ("clean", "gaussian:15", "gaussian:25", "gaussian:50", "gray25", "poisson-gaussian:10-10",
-         "poisson-gaussian:30-30", "camera", "camera2")
+         "poisson-gaussian:30-30", "correlated:20-20", "camera", "camera2")
 
 
 def camera_model(log: Path) -> NoiseModel:
