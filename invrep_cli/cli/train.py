@@ -367,12 +367,6 @@ def _print_result(result: Any) -> None:
             highlight=False,
             soft_wrap=True,
         )
-        if report.get("shipped") == "stage 1":
-            console.print(
-                "[yellow]stage 2 scored below stage 1[/yellow]: the restorer is stage 1's "
-                "(stage 2's is beside it as restorer-stage2.safetensors)",
-                highlight=False,
-            )
 
 
 def _scale_range(text: str) -> tuple[float, float]:
