@@ -91,6 +91,8 @@ class BenchConfig:
     #: folder of clean images whose noisy crops calibrate int8 rows; None = scikit-image photos that
     #: are not bench images (rocket, motorcycle), never the images being scored
     calibrate: str | None = None
+    #: network rows restore as `invrep restore --strength` does: input + strength x (restored - input)
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         for b in self.baselines:
@@ -102,10 +104,11 @@ class BenchConfig:
         # sigma 0 scores the clean images themselves: how much a method changes a clean photo
         if not self.sigmas or any(s < 0 for s in self.sigmas):
             raise UsageError("--sigma: give one or more noise levels >= 0 (0-255 scale), e.g. 0,15,25,50")
-        if self.tile is not None:
+        if self.tile is not None or self.strength != 1.0:
             from invrep_cli.restore import RestoreConfig
 
-            RestoreConfig(tile=self.tile)  # the same --tile rules as restore (UsageError)
+            # the same --tile and --strength rules as restore (UsageError)
+            RestoreConfig(tile=self.tile, strength=self.strength)
         if self.pairs and self.clean_dir is None:
             raise UsageError("--pairs needs a folder of noisy/reference pairs")
 
@@ -123,6 +126,8 @@ class BenchRow:
     weights: str | None = None
     weights_sha256: str | None = None
     tile: int | None = None
+    #: network rows: the --strength they restored at (1: the model as trained)
+    strength: float = 1.0
     images: int = 0
     megapixels: float = 0.0
     seconds: float | None = None
@@ -148,6 +153,8 @@ class BenchRow:
             parts.append(self.noise_level)
         if self.weights:
             parts.append(self.weights)
+        if self.strength != 1.0:
+            parts.append(f"strength{self.strength:g}")
         if self.backend != "-":
             parts += [self.backend, self.device.split(" ")[0], self.precision]
         return "-".join(parts)
@@ -233,6 +240,7 @@ class _Job:
     threads: int | None = None
     #: classical methods in pairs mode: each image's own noise level (0-255) instead of the sigma key
     levels: list[float] | None = None
+    strength: float = 1.0
 
 
 @dataclass
@@ -343,7 +351,7 @@ def _run_model(job: _Job, result: _JobResult) -> None:
         pixels = img.astype(np.float32) / 255.0
         if pixels.ndim == 2:
             pixels = pixels[..., None]
-        out = restore_pixels(pixels, backend, choice.tile, overlap, choice.batch_size)
+        out = restore_pixels(pixels, backend, choice.tile, overlap, choice.batch_size, strength=job.strength)
         return to_uint8(out.reshape(img.shape))
 
     probe: CpuPeak | None = None
@@ -742,7 +750,8 @@ def _model_rows(
     collected: list[BenchRow] = []
     for spec in specs:
         template = BenchRow(method="invrep", sigma=0.0, backend=spec.backend, device=spec.device,
-                            precision=spec.precision, weights=wname, weights_sha256=wsha, tile=config.tile)
+                            precision=spec.precision, weights=wname, weights_sha256=wsha, tile=config.tile,
+                            strength=config.strength)
         result: _JobResult
         if spec.skipped:
             result = _JobResult(skipped=spec.skipped)
@@ -761,7 +770,7 @@ def _model_rows(
                 log(f"running invrep {wname} {spec.backend} {spec.device} {spec.precision}")
                 job = _Job(method="model", noisy=noisy, gray_flags=gray_flags, weights_path=str(path),
                            backend=spec.backend, device=spec.device, precision=spec.precision, tile=config.tile,
-                           threads=config.threads)
+                           threads=config.threads, strength=config.strength)
                 result = _execute(job, config.isolate)
         for s in sigmas:
             row = dataclasses.replace(template, sigma=s, detail={})

@@ -96,3 +96,25 @@ def test_cli_records_strength_and_redoes_outputs_when_it_changes(
     # strength 1 is recorded as before the option existed (no key), so older records still match
     assert run()["processed"] == 1
     assert "strength" not in json.loads((out / ".invrep-restore.json").read_text())["entries"]["a.png"]["settings"]
+
+
+def test_bench_scores_the_strength_restore_would_use(tmp_path: Path, weights: Path) -> None:
+    """bench --strength: 0 scores exactly as the noisy input does, 1 as bench without the option; the
+    JSON rows carry the strength; out-of-range values are refused as restore refuses them."""
+    Image.fromarray(_noisy(1, (40, 40, 3))).save(tmp_path / "a.png")
+    args = ["bench", str(tmp_path), "--sigma", "25", "-w", str(weights), "--backends", "torch",
+            "--precisions", "fp32", "--device", "cpu", "--in-process", "--threads", "1", "--baselines", "noisy",
+            "--json"]
+    rows = {}
+    for strength in ("0", "1", "0.5"):
+        result = runner.invoke(app, [*args, "--strength", strength])
+        assert result.exit_code == 0, result.output
+        data = {r["method"]: r for r in json.loads(result.stdout)["rows"]}
+        rows[strength] = data
+        assert data["invrep"]["strength"] == float(strength)
+    assert rows["0"]["invrep"]["psnr"] == pytest.approx(rows["0"]["noisy"]["psnr"], abs=1e-9)
+    plain = json.loads(runner.invoke(app, args).stdout)["rows"]
+    assert [r["psnr"] for r in plain if r["method"] == "invrep"] == [rows["1"]["invrep"]["psnr"]]
+    assert len({rows[s]["invrep"]["psnr"] for s in rows}) == 3
+    refused = runner.invoke(app, [*args, "--strength", "5"])
+    assert refused.exit_code == 2 and "--strength" in refused.stderr

@@ -173,6 +173,10 @@ def bench_command(
         typer.Option("--in-process", help="Run rows in this process (faster; peak memory less isolated)."),
     ] = False,
     threads: ThreadsOpt = None,
+    strength: Annotated[
+        float,
+        typer.Option("--strength", metavar="S", help="Network rows restore at restore's --strength S (default 1)."),
+    ] = 1.0,
     calibrate: Annotated[
         Path | None,
         typer.Option("--calibrate", help="Clean images (noised at the middle sigma) calibrating int8 rows; "
@@ -207,6 +211,7 @@ def bench_command(
             save_dir=str(save_dir) if save_dir is not None else None,
             isolate=not in_process,
             threads=threads,
+            strength=strength,
             calibrate=str(calibrate) if calibrate is not None else None,
         )
 
