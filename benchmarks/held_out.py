@@ -5,6 +5,7 @@ trained on, and no test set is read: this is what a choice of checkpoint or mixt
 
   python benchmarks/held_out.py runs/data/CBSD432-held runs/mix/checkpoints/step_*.pt \
       weights/lir-unet-gauss.safetensors --noise-log runs/mix/log.jsonl --json
+  python benchmarks/held_out.py runs/data/held8 weights/lir-unet-mix.safetensors --strength 0.5,1,1.5
 """
 
 from __future__ import annotations
@@ -68,6 +69,23 @@ def make_cases(paths: list[Path], crop: int, camera: NoiseModel | None) -> list[
     return cases
 
 
+class Blended(torch.nn.Module):
+    """What `invrep restore --strength S` runs: input + S x (restored - input), clipped to [0, 1]."""
+
+    def __init__(self, restorer: torch.nn.Module, strength: float):
+        super().__init__()
+        self.restorer, self.strength = restorer, strength
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.restorer(x).float()
+        return out if self.strength == 1.0 else (x + self.strength * (out - x)).clamp(0.0, 1.0)
+
+
+def strengths(text: str) -> list[float]:
+    """--strength's comma list ("1" by default: the model as trained)."""
+    return [float(s) for s in text.split(",")]
+
+
 def restore(restorer: torch.nn.Module, noisy: np.ndarray) -> np.ndarray:
     gray = noisy.ndim == 2
     chw = np.repeat(noisy[None], 3, 0) if gray else noisy.transpose(2, 0, 1)
@@ -85,6 +103,8 @@ def main() -> None:
     parser.add_argument("--noise-log", type=Path, help="a run's log.jsonl: adds its fitted camera noise")
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--strength", type=strengths, default=[1.0],
+                        help="comma list of restore --strength values to score each model at")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads:
@@ -96,17 +116,21 @@ def main() -> None:
                                         or [float("nan")])), 3) for c in names}
     rows = []
     for model in args.models:
-        restorer, meta = load_restorer(model)
-        restorer.eval()
-        scores: dict[str, list[float]] = {c: [] for c in names}
-        for case, clean, noisy in cases:
-            scores[case].append(image_metrics(clean, restore(restorer, noisy))[0])
-        row = {"model": str(model), "step": meta.get("step") or meta.get("trained_steps")}
-        row.update({c: round(float(np.mean(v)), 3) for c, v in scores.items()})
-        row["mean_noisy_cases"] = round(float(np.mean([row[c] for c in names if c != "clean"])), 3)
-        rows.append(row)
-        if not args.json:
-            print(json.dumps(row), flush=True)
+        loaded, meta = load_restorer(model)
+        loaded.eval()
+        for strength in args.strength:
+            restorer = Blended(loaded, strength)
+            scores: dict[str, list[float]] = {c: [] for c in names}
+            for case, clean, noisy in cases:
+                scores[case].append(image_metrics(clean, restore(restorer, noisy))[0])
+            row = {"model": str(model), "step": meta.get("step") or meta.get("trained_steps")}
+            if args.strength != [1.0]:
+                row["strength"] = strength
+            row.update({c: round(float(np.mean(v)), 3) for c, v in scores.items()})
+            row["mean_noisy_cases"] = round(float(np.mean([row[c] for c in names if c != "clean"])), 3)
+            rows.append(row)
+            if not args.json:
+                print(json.dumps(row), flush=True)
     result = {"images": len(paths), "crop": args.crop, "cases": names, "noisy": noisy_row, "models": rows}
     print(json.dumps(result, indent=1) if args.json else json.dumps({"noisy": noisy_row}))
 

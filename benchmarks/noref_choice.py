@@ -3,7 +3,7 @@ photo's fitted noise, ``invrep_cli/training/criterion.py``) on evenly spaced pho
 crops. It reads the noisy folder alone, so it can choose among a run's checkpoints from the run's own
 data (the training folder of PolyU *_real files holds no *_mean file).
 
-  python benchmarks/noref_choice.py runs/data/PolyU100-real MODELS... [--images 12]
+  python benchmarks/noref_choice.py runs/data/PolyU100-real MODELS... [--images 12] [--strength 1,1.3]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from held_out import Blended, strengths  # benchmarks/ is on the path when a script here runs
 
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.data import list_images, read_image
@@ -27,6 +28,8 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--strength", type=strengths, default=[1.0],
+                        help="comma list of restore --strength values to score each model at")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     files = list_images(args.noisy_dir)
@@ -38,14 +41,14 @@ def main() -> None:
         if fitted:
             images.append(NoisyImage(centre_crop(noisy, SCORE_CROP), fitted[0].noise))
     for spec in args.models:
-        model = load_restorer(spec)[0].eval()
-
-        def run(x: torch.Tensor, model: torch.nn.Module = model) -> torch.Tensor:
-            return model(x).float()
-
-        with torch.no_grad():
-            score = estimated_psnr(run, images)
-        print(json.dumps({"model": spec, "images": len(images), "no_reference_db": round(float(score), 3)}), flush=True)
+        loaded = load_restorer(spec)[0].eval()
+        for strength in args.strength:
+            with torch.no_grad():
+                score = estimated_psnr(Blended(loaded, strength), images)
+            row = {"model": spec, "images": len(images), "no_reference_db": round(float(score), 3)}
+            if args.strength != [1.0]:
+                row["strength"] = strength
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
