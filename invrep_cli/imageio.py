@@ -23,6 +23,7 @@ import io
 import os
 import struct
 import zlib
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "webp": ".webp"}
 FORMAT_CHOICES = ("keep", *FORMAT_SUFFIX)
 _EXIF_ORIENTATION = 0x0112
+_EXIF_SOFTWARE = 0x0131  # what made the pixels: restore writes its own provenance here
 #: what Pillow's getexif() returns for a TIFF besides real EXIF: the file's own layout tags (size,
 #: bits, compression, strips, resolution, colour map, ICC, ...) and the description and software
 #: tags writers fill in. None of it is photo metadata, none of it may be carried to another file.
@@ -287,12 +289,19 @@ def _to_depth(samples: np.ndarray, bit_depth: int) -> np.ndarray:
     return samples
 
 
-def write_image(path: str | os.PathLike[str], pixels: np.ndarray, source: LoadedImage) -> list[str]:
+def write_image(
+    path: str | os.PathLike[str], pixels: np.ndarray, source: LoadedImage, software: str | None = None
+) -> list[str]:
     """Write restored ``pixels`` (H x W x C float32 in [0, 1], or uint8 / uint16 samples) with
     ``source``'s alpha, bit depth, ICC and EXIF, in the format of ``path``'s suffix, atomically.
-    Returns notes on what the format could not hold. Raises ``ImageError`` on failure (no partial
-    file is left)."""
+    ``software`` (what made the pixels: program, weights, strength) goes into the EXIF Software tag
+    of every format that holds EXIF (PNG, JPEG, TIFF, WebP; BMP holds none), replacing the camera's
+    or an earlier editor's, as photo editors do. Returns notes on what the format could not hold.
+    Raises ``ImageError`` on failure (no partial file is left)."""
     path = Path(path)
+    own_exif = source.exif is not None  # the input's, which a format that cannot hold it loses
+    if software:
+        source = dataclasses.replace(source, exif=exif_with_software(source.exif, software))
     suffix = path.suffix.lower()
     notes: list[str] = []
     bit_depth, alpha = source.bit_depth, source.alpha
@@ -310,9 +319,9 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray, source: Loaded
     try:
         with atomic_path(path) as tmp:
             if bit_depth == 16 and (colour.ndim == 3 or alpha is not None):
-                notes += _write_16bit_multichannel(tmp, suffix, colour, alpha, source)
+                notes += _write_16bit_multichannel(tmp, suffix, colour, alpha, source, software, own_exif)
             else:
-                _write_pillow(tmp, suffix, colour, alpha, bit_depth, source, notes)
+                _write_pillow(tmp, suffix, colour, alpha, bit_depth, source, notes, own_exif)
     except ImageError:
         raise
     except Exception as exc:
@@ -326,7 +335,7 @@ _PILLOW_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF"
 
 def _write_pillow(
     tmp: Path, suffix: str, colour: np.ndarray, alpha: np.ndarray | None, bit_depth: int, source: LoadedImage,
-    notes: list[str],
+    notes: list[str], own_exif: bool,
 ) -> None:
     if suffix not in _PILLOW_FORMAT:
         raise ValueError(f"cannot write {suffix} files")
@@ -344,7 +353,7 @@ def _write_pillow(
             options["icc_profile"] = source.icc
         if source.exif:
             options["exif"] = source.exif
-    elif source.icc or source.exif:
+    elif source.icc or own_exif:
         notes.append(f"{fmt} cannot hold ICC/EXIF: dropped")
     if fmt == "JPEG":
         options.update(quality=_JPEG_QUALITY, subsampling=0)
@@ -360,7 +369,8 @@ def _write_pillow(
 
 
 def _write_16bit_multichannel(
-    tmp: Path, suffix: str, colour: np.ndarray, alpha: np.ndarray | None, source: LoadedImage
+    tmp: Path, suffix: str, colour: np.ndarray, alpha: np.ndarray | None, source: LoadedImage,
+    software: str | None, own_exif: bool,
 ) -> list[str]:
     """16-bit colour or gray + alpha: OpenCV for PNG (ICC/EXIF chunks added by hand), tifffile for
     TIFF (keeps the ICC profile)."""
@@ -386,11 +396,21 @@ def _write_16bit_multichannel(
         tifffile.imwrite(
             tmp, np.ascontiguousarray(arr), photometric="rgb", compression="zlib",
             extrasamples=("unassalpha",) if alpha is not None else None, extratags=extratags,
+            software=software,  # tifffile's own Software tag: the one piece of EXIF it writes
         )
-        if source.exif:  # only when there is EXIF to lose
+        if own_exif:  # only when the input had EXIF to lose
             notes.append("EXIF not written to 16-bit colour TIFF")
         return notes
     raise ValueError(f"cannot write 16-bit colour {suffix} files")
+
+
+def exif_with_software(exif: bytes | None, software: str) -> bytes:
+    """``exif`` (or an empty EXIF block) with tag 0x0131, Software, set to ``software``."""
+    block = Image.Exif()
+    if exif:
+        block.load(exif)
+    block[_EXIF_SOFTWARE] = software
+    return block.tobytes()
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from invrep_cli import __version__
 from invrep_cli.backends import BACKEND_CHOICES, PRECISION_CHOICES, Backend, is_out_of_memory, make_backend
 from invrep_cli.errors import ImageError, InvrepError, UsageError
 from invrep_cli.fsutil import remove_leftovers, sha256_bytes, writable_problem
@@ -203,6 +204,15 @@ class RestorePlan:
         if self.config.strength != 1.0:
             settings["strength"] = self.config.strength
         return settings
+
+    def provenance(self) -> str:
+        """What made the output pixels, for the EXIF Software tag of every output: the program, the
+        weights (file name and digest prefix), the backend and precision, and the strength."""
+        weights = self.weights_path.name if self.weights_path else "weights"
+        return (
+            f"invrep {__version__}: {weights} (sha256 {self.weights_sha256[:12]}), {self.backend.name} "
+            f"{self.backend.precision_policy}, strength {self.config.strength:g}"
+        )
 
     def describe_tiles(self) -> str:
         return self.tile.describe(self.backend.context_margin, self.config.tile_overlap)
@@ -469,6 +479,7 @@ def run_restore(
     started = time.perf_counter()
     jobs, failures = work.jobs, work.failed
     settings = plan.settings()
+    provenance = plan.provenance()
     weights_sha256 = plan.weights_sha256
     # temporaries a killed run left beside this shard's own outputs and records (never another's)
     remove_leftovers([job.output for job in jobs] + [record.path, record.failures_path])
@@ -534,7 +545,7 @@ def run_restore(
         # in the writer thread: the record entry follows the rename at once, not the next image
         assert prepared.image is not None
         job = prepared.job
-        notes = write_image(job.output, restored, prepared.image)
+        notes = write_image(job.output, restored, prepared.image, software=provenance)
         try:
             record.update(job.rel, job.source, prepared.input_sha256, weights_sha256, settings)
         except OSError as exc:

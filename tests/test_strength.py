@@ -118,3 +118,29 @@ def test_bench_scores_the_strength_restore_would_use(tmp_path: Path, weights: Pa
     assert len({rows[s]["invrep"]["psnr"] for s in rows}) == 3
     refused = runner.invoke(app, [*args, "--strength", "5"])
     assert refused.exit_code == 2 and "--strength" in refused.stderr
+
+
+def test_outputs_carry_what_made_them_in_their_exif_software_tag(tmp_path: Path, weights: Path) -> None:
+    """Item 3 of issue 17: the strength is in the output's metadata, with the weights that made it, in
+    every format that holds EXIF; the input's own EXIF (here its Make) is kept beside it."""
+    import tifffile
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    exif = Image.Exif()
+    exif[0x010F] = "camera-make"
+    Image.fromarray(_noisy()).save(src / "a.png", exif=exif)
+    Image.fromarray(_noisy(1)).save(src / "b.jpg", quality=95)
+    Image.fromarray(_noisy(2)).save(src / "c.bmp")
+    tifffile.imwrite(src / "d.tif", _noisy(3, dtype=np.uint16), photometric="rgb")
+    result = runner.invoke(app, ["restore", str(src), str(out), "-w", str(weights), "--device", "cpu",
+                                 "--precision", "fp32", "--threads", "1", "--strength", "0.75", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["processed"] == 4 and not summary["notes"], summary["notes"]
+    digest = summary["weights_sha256"][:12]
+    for name in ("a.png", "b.jpg", "d.tif"):
+        software = Image.open(out / name).getexif().get(0x0131)
+        assert software and "strength 0.75" in software and digest in software and weights.name in software, name
+    assert Image.open(out / "a.png").getexif().get(0x010F) == "camera-make"
+    assert Image.open(out / "c.bmp").getexif().get(0x0131) is None  # BMP holds no EXIF, and no note is owed
