@@ -133,7 +133,9 @@ class NoiseSpec:
 def parse_noise(spec: str) -> NoiseSpec:
     """``gaussian:25``, ``gaussian:5-50``, ``poisson:30``, ``poisson-gaussian:2-40`` or
     ``correlated:5-40`` -> NoiseSpec; UsageError otherwise."""
-    m = re.fullmatch(r"\s*(gaussian|poisson-gaussian|poisson|correlated)\s*:\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*", spec.lower())
+    m = re.fullmatch(
+        r"\s*(gaussian|poisson-gaussian|poisson|correlated)\s*:\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*", spec.lower()
+    )
     if not m:
         raise UsageError(
             f"--synthetic {spec!r}: expected gaussian:SIGMA, gaussian:LOW-HIGH, poisson:PEAK, "

@@ -19,11 +19,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import struct
 import zlib
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
