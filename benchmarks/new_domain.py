@@ -12,7 +12,9 @@ correlated but about 8x fainter, its Gaussian and Poisson-Gaussian components ar
 writes OUT/noisy (Train400 images 1-200 with the noise: what a user has), OUT/clean (Train400
 images 201-400 as they are: other scenes, never matched) and OUT/test (BSD68, a test set, with the
 same noise as NAME_real.png beside NAME_mean.png for `invrep bench --pairs`; scoring only, never
-training or choosing).
+training or choosing) and OUT/held (the same pairs from the CBSD432 photos that no Train400 image was
+cropped from, gray 256-px centre crops: held out from the training folders, so a choice of
+training settings may look at them).
 """
 
 from __future__ import annotations
@@ -67,7 +69,17 @@ def main() -> None:
         noisy = correlated_noise(clean, np.random.default_rng([2026, 2, k]))
         Image.fromarray(noisy).save(args.out / "test" / f"{path.stem}_real.png")
         Image.fromarray(np.round(clean * 255).astype(np.uint8)).save(args.out / "test" / f"{path.stem}_mean.png")
-    print(f"wrote {args.out}: 200 noisy, 200 clean, {len(test)} test pairs")
+    sources = {line.split()[1] for line in (DATA / "Train400_crop_sources.txt").read_text().splitlines()[1:]}
+    held = [p for p in sorted((DATA / "CBSD432").glob("*.jpg")) if p.name not in sources]
+    (args.out / "held").mkdir(exist_ok=True)
+    for k, path in enumerate(held):
+        clean = read_gray(path)
+        top, left = (clean.shape[0] - 256) // 2, (clean.shape[1] - 256) // 2
+        clean = np.round(clean[top : top + 256, left : left + 256] * 255) / 255
+        noisy = correlated_noise(clean, np.random.default_rng([2026, 3, k]))
+        Image.fromarray(noisy).save(args.out / "held" / f"{path.stem}_real.png")
+        Image.fromarray(np.round(clean * 255).astype(np.uint8)).save(args.out / "held" / f"{path.stem}_mean.png")
+    print(f"wrote {args.out}: 200 noisy, 200 clean, {len(test)} test pairs, {len(held)} held-out pairs")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # Issue 20: `invrep train --noisy A --clean B --out R --time 20m`, nothing else, on a noise no bundled
 # model was trained on (benchmarks/new_domain.py: gray, signal-dependent, spatially correlated, std 20
 # at mid-gray), against the bundled default on BSD68 with the same noise (scoring only).
-#   bash benchmarks/new_domain.sh data | train | score
+#   bash benchmarks/new_domain.sh data | train | score | recipe | held
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -10,9 +10,20 @@ R=runs/newdom
 case "${1:-}" in
   data) $BIN/python benchmarks/new_domain.py $R ;;
   train) OMP_WAIT_POLICY=PASSIVE $BIN/invrep train --noisy $R/noisy --clean $R/clean --out $R/run --time "${T:-20m}" ;;
+  recipe)
+    # the default recipe at its default length, one thread (README, "The moving average of a short
+    # fine-tune"): OUT=runs/newdom/NAME, then `held` scores it on the run's own held-out pairs
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train --noisy $R/noisy --clean $R/clean --out "$OUT" \
+      --steps 1200 --checkpoint-every 300 --keep 10 --workers 1 --json > "$OUT.json"
+    $BIN/python benchmarks/raw_restorer.py "$OUT/last.pt" "$OUT/raw.safetensors" ;;
+  held)
+    # MODELS (comma list) on the held-out pairs (CBSD432 photos no Train400 crop came from): what a
+    # choice of training settings may look at
+    $BIN/invrep bench $R/held --pairs --weights "$MODELS" --backends torch --precisions fp32 --threads 1 \
+      --in-process --baselines noisy --json ;;
   score)
     mkdir -p runs/measure
     $BIN/invrep bench $R/test --pairs --weights weights/lir-unet-mix.safetensors,$R/run/restorer.safetensors \
       --backends torch --precisions fp32 --threads 2 --in-process --baselines noisy,nlm --json > runs/measure/newdom.json ;;
-  *) echo "usage: $0 data|train|score" >&2; exit 2 ;;
+  *) echo "usage: $0 data|train|score|recipe|held" >&2; exit 2 ;;
 esac

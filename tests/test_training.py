@@ -367,3 +367,41 @@ def test_a_restorer_file_starts_the_light_gx_that_was_asked_for(tmp_path: Path, 
     up = ckpt["networks"]["noisy_decoder"]["up_convs.0.conv.weight"]
     assert up.shape[-1] == 3, up.shape
     assert "using the file's model config" not in result.output
+
+
+def _start_weight_after(steps: int, prior_steps: int, warm_up: bool = True) -> float:
+    """The share of its start a moving average still holds after ``steps`` updates toward a live
+    module that has moved away from it (start 0, live 1: the average is 1 minus that share)."""
+    from invrep_cli.ema import MovingAverage
+
+    live = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        live.weight.zero_()
+    average = MovingAverage(live, 0.999, warm_up=warm_up, prior_steps=prior_steps)
+    with torch.no_grad():
+        live.weight.fill_(1.0)
+    for step in range(steps):
+        average.update(step)
+    return 1.0 - float(average.average.weight)
+
+
+def test_the_moving_average_forgets_a_trained_start_over_a_default_length_run() -> None:
+    # full decay from step 0 (checkpoints from before): 0.999^1200, 30 % of the start still shipped
+    assert _start_weight_after(1200, 0, warm_up=False) == pytest.approx(0.999**1200, rel=1e-3)
+    # a trained start counts as 100 averaged steps: a 2-step run ships mostly its start, the default
+    # 1,200 steps have forgotten it, and a random start (prior 0) is forgotten at once
+    assert _start_weight_after(2, 100) > 0.8
+    assert _start_weight_after(1200, 100) < 1e-4  # (101 / 1301)^9 in exact arithmetic, float32 here
+    assert _start_weight_after(2, 0) < 0.05
+
+
+def test_stage1_learning_rate_ramps_up_then_decays() -> None:
+    from invrep_cli.training.model import LR_RAMP_STEPS, warmup_lr_factor
+
+    factors = [warmup_lr_factor(t, 1200) for t in range(1200)]
+    assert factors[0] == pytest.approx(1 / LR_RAMP_STEPS, rel=1e-3)  # Adam's first steps are small
+    peak = int(np.argmax(factors))
+    assert peak == LR_RAMP_STEPS - 1 and factors[peak] > 0.99
+    assert all(a <= b for a, b in zip(factors[:peak], factors[1 : peak + 1], strict=True))
+    assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1 :], strict=False))
+    assert warmup_lr_factor(5000, 1200) == pytest.approx(0.01)
