@@ -5,7 +5,8 @@
 #          with a fixed seed into 400 training images and 32 held-out ones (the run's own held-out
 #          half, the only images a choice may look at)
 #   train: run A, stage 1 fine-tunes lir-unet-gauss with a noise mix drawn per crop (6000 steps)
-#   train-b: run B, run A fine-tuned 1800 steps with more camera noise: the shipped file
+#   train-b: run B, run A fine-tuned 1800 steps with more camera noise (the default until run E)
+#   train-e: run E, run B fine-tuned 9000 steps with a correlated-noise share: the shipped file
 #   held:  scores checkpoints on 8 of the held-out images under every kind of noise (held_out.py)
 #   noref: ranks checkpoints on the noisy folder with no reference (noref_choice.py)
 set -euo pipefail
@@ -52,6 +53,14 @@ PY
       --noise-mix "${MIX_B:-clean=0.08,gaussian:0-50=0.2,poisson-gaussian:1-50=0.12,own=0.6}" \
       --steps 1800 --warmup-steps 1800 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
       --workers 1 --w-semantic 0 --seed 1 --checkpoint-every 300 --keep 10 ;;
+  train-e)
+    # run E, the shipped file: run B's file (the previous default) fine-tuned 9000 steps with a share
+    # of spatially correlated Poisson-Gaussian noise (the default took strong grain for texture)
+    OMP_WAIT_POLICY=PASSIVE $BIN/invrep train --noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train \
+      ${RESUME:---init-weights runs/mix-b/restorer.safetensors} --out runs/mix-e \
+      --noise-mix "clean=0.08,gaussian:0-50=0.17,poisson-gaussian:1-50=0.1,correlated:1-50=0.1,own=0.55" \
+      --steps 9000 --warmup-steps 9000 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
+      --workers 1 --w-semantic 0 --seed 5 --checkpoint-every 500 --keep 20 ;;
   noref)
     # checkpoints as CKPTS (space list), ranked on the noisy folder with no reference
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real $CKPTS ;;
