@@ -93,6 +93,8 @@ class BenchConfig:
     calibrate: str | None = None
     #: network rows restore as `invrep restore --strength` does: input + strength x (restored - input)
     strength: float = 1.0
+    #: network rows restore as `invrep restore --self-ensemble` does (8 orientations averaged)
+    self_ensemble: bool = False
 
     def __post_init__(self) -> None:
         for b in self.baselines:
@@ -128,6 +130,8 @@ class BenchRow:
     tile: int | None = None
     #: network rows: the --strength they restored at (1: the model as trained)
     strength: float = 1.0
+    #: network rows: restored with --self-ensemble
+    self_ensemble: bool = False
     images: int = 0
     megapixels: float = 0.0
     seconds: float | None = None
@@ -155,6 +159,8 @@ class BenchRow:
             parts.append(self.weights)
         if self.strength != 1.0:
             parts.append(f"strength{self.strength:g}")
+        if self.self_ensemble:
+            parts.append("x8")
         if self.backend != "-":
             parts += [self.backend, self.device.split(" ")[0], self.precision]
         return "-".join(parts)
@@ -241,6 +247,7 @@ class _Job:
     #: classical methods in pairs mode: each image's own noise level (0-255) instead of the sigma key
     levels: list[float] | None = None
     strength: float = 1.0
+    self_ensemble: bool = False
 
 
 @dataclass
@@ -351,7 +358,8 @@ def _run_model(job: _Job, result: _JobResult) -> None:
         pixels = img.astype(np.float32) / 255.0
         if pixels.ndim == 2:
             pixels = pixels[..., None]
-        out = restore_pixels(pixels, backend, choice.tile, overlap, choice.batch_size, strength=job.strength)
+        out = restore_pixels(pixels, backend, choice.tile, overlap, choice.batch_size, strength=job.strength,
+                             self_ensemble=job.self_ensemble)
         return to_uint8(out.reshape(img.shape))
 
     probe: CpuPeak | None = None
@@ -751,7 +759,7 @@ def _model_rows(
     for spec in specs:
         template = BenchRow(method="invrep", sigma=0.0, backend=spec.backend, device=spec.device,
                             precision=spec.precision, weights=wname, weights_sha256=wsha, tile=config.tile,
-                            strength=config.strength)
+                            strength=config.strength, self_ensemble=config.self_ensemble)
         result: _JobResult
         if spec.skipped:
             result = _JobResult(skipped=spec.skipped)
@@ -770,7 +778,8 @@ def _model_rows(
                 log(f"running invrep {wname} {spec.backend} {spec.device} {spec.precision}")
                 job = _Job(method="model", noisy=noisy, gray_flags=gray_flags, weights_path=str(path),
                            backend=spec.backend, device=spec.device, precision=spec.precision, tile=config.tile,
-                           threads=config.threads, strength=config.strength)
+                           threads=config.threads, strength=config.strength,
+                           self_ensemble=config.self_ensemble)
                 result = _execute(job, config.isolate)
         for s in sigmas:
             row = dataclasses.replace(template, sigma=s, detail={})

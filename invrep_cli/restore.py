@@ -25,7 +25,8 @@ Folder runs behave like a build tool:
   full) is a note or a message, never a traceback, and the journal keeps what was written;
 - every batch a backend returns is checked (``check_output``): NaN/inf or values far outside
   [0, 1] fail that image rather than being written as black or white;
-- ``strength`` blends the model's correction linearly (``restore_pixels``);
+- ``strength`` blends the model's correction linearly (``restore_pixels``); ``self_ensemble`` averages
+  the restorer over the 8 orientations of each tile (``ensemble.py``);
 - Ctrl-C (KeyboardInterrupt) stops the run: writes already handed over finish and are recorded,
   the summary says what was not written (``interrupted``, ``not_done``), and the CLI prints the
   command that continues;
@@ -51,6 +52,7 @@ import numpy as np
 
 from invrep_cli import __version__
 from invrep_cli.backends import BACKEND_CHOICES, PRECISION_CHOICES, Backend, is_out_of_memory, make_backend
+from invrep_cli.ensemble import self_ensemble as self_ensemble_of
 from invrep_cli.errors import ImageError, InvrepError, UsageError
 from invrep_cli.fsutil import remove_leftovers, sha256_bytes, writable_problem
 from invrep_cli.imageio import FORMAT_CHOICES, LoadedImage, decode_image, write_image
@@ -119,6 +121,8 @@ class RestoreConfig:
     max_pixels: int | None = None
     #: output = input + strength * (restored - input), clipped: 0 = the input, 1 = the model as it is
     strength: float = 1.0
+    #: average the restorer over the 8 flips and quarter turns of each tile (ensemble.py): 8x the time
+    self_ensemble: bool = False
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in BACKEND_CHOICES:
@@ -191,8 +195,8 @@ class RestorePlan:
     def settings(self) -> dict[str, Any]:
         """The settings that change output pixels: a change of any re-processes an output.
 
-        ``strength`` is recorded only when it is not 1, so records written before the option
-        existed (all at strength 1) still match."""
+        ``strength`` is recorded only when it is not 1, and ``self_ensemble`` only when on, so
+        records written before either option existed still match."""
         settings: dict[str, Any] = {
             "backend": self.backend.name,
             "precision": self.backend.precision_policy,
@@ -203,15 +207,19 @@ class RestorePlan:
         }
         if self.config.strength != 1.0:
             settings["strength"] = self.config.strength
+        if self.config.self_ensemble:
+            settings["self_ensemble"] = True
         return settings
 
     def provenance(self) -> str:
         """What made the output pixels, for the EXIF Software tag of every output: the program, the
-        weights (file name and digest prefix), the backend and precision, and the strength."""
+        weights (file name and digest prefix), the backend and precision, the strength, and the
+        self-ensemble when it ran."""
         weights = self.weights_path.name if self.weights_path else "weights"
+        ensemble = ", self-ensemble x8" if self.config.self_ensemble else ""
         return (
             f"invrep {__version__}: {weights} (sha256 {self.weights_sha256[:12]}), {self.backend.name} "
-            f"{self.backend.precision_policy}, strength {self.config.strength:g}"
+            f"{self.backend.precision_policy}, strength {self.config.strength:g}{ensemble}"
         )
 
     def describe_tiles(self) -> str:
@@ -259,6 +267,7 @@ class RestoreSummary:
     weights: str | None = None
     weights_sha256: str = ""
     strength: float = 1.0
+    self_ensemble: bool = False
     notes: list[str] = field(default_factory=list)
     #: where this run's failures are listed (None when there were none, or it could not be written)
     failures_file: str | None = None
@@ -291,7 +300,7 @@ def check_output(batch: np.ndarray) -> None:
 
 def restore_pixels(
     pixels: np.ndarray, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1,
-    out_dtype: type | None = None, strength: float = 1.0,
+    out_dtype: type | None = None, strength: float = 1.0, self_ensemble: bool = False,
 ) -> np.ndarray:
     """H x W x C pixels (float32 in [0, 1], or uint8/uint16 samples) -> restored, same shape,
     through tiles; float32 in [0, 1], or ``out_dtype`` (uint8/uint16) quantised tile row by tile row.
@@ -303,6 +312,7 @@ def restore_pixels(
     ``strength`` S blends the model's correction linearly, tile by tile: input + S * (restored -
     input), clipped to [0, 1]. Blending the tiles is linear too, so this equals doing it on the
     whole image; S = 0 returns the input exactly (after quantisation), S = 1 skips the blend.
+    ``self_ensemble`` runs each tile batch in its 8 orientations and averages (ensemble.py).
     """
     h, w, channels = pixels.shape
     plan = plan_tiles(h, w, tile, overlap, backend.context_margin, backend.size_multiple)
@@ -315,7 +325,7 @@ def restore_pixels(
         model = backend.run
 
     def run(batch: np.ndarray) -> np.ndarray:
-        restored = model(batch)
+        restored = self_ensemble_of(model, batch) if self_ensemble else model(batch)
         check_output(restored)
         if strength == 1.0:
             return restored
@@ -327,14 +337,15 @@ def restore_pixels(
 
 def restore_image(
     image: LoadedImage, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1,
-    strength: float = 1.0,
+    strength: float = 1.0, self_ensemble: bool = False,
 ) -> np.ndarray:
     """A decoded image's colour, restored into the bit depth it will be written at (alpha and
     metadata stay in ``image`` for the writer). The backend picks its precision for that depth
     first (bf16 is not kept for 16-bit outputs when it was chosen automatically)."""
     backend.select_bit_depth(image.bit_depth)
     return restore_pixels(
-        image.samples, backend, tile, overlap, batch_size, out_dtype=image.samples.dtype.type, strength=strength
+        image.samples, backend, tile, overlap, batch_size, out_dtype=image.samples.dtype.type, strength=strength,
+        self_ensemble=self_ensemble,
     )
 
 
@@ -430,7 +441,8 @@ class _Runner:
     """State of one run: the current tile (shrinks for good after an out-of-memory retry)."""
 
     def __init__(
-        self, backend: Backend, choice: TileChoice, overlap: int, message: Message, strength: float = 1.0
+        self, backend: Backend, choice: TileChoice, overlap: int, message: Message, strength: float = 1.0,
+        self_ensemble: bool = False,
     ) -> None:
         self.backend = backend
         self.tile = choice.tile
@@ -438,11 +450,14 @@ class _Runner:
         self.overlap = overlap
         self.message = message
         self.strength = strength
+        self.self_ensemble = self_ensemble
 
     def restore(self, image: LoadedImage, source: Path) -> np.ndarray:
         while True:
             try:
-                return restore_image(image, self.backend, self.tile, self.overlap, self.batch_size, self.strength)
+                return restore_image(
+                    image, self.backend, self.tile, self.overlap, self.batch_size, self.strength, self.self_ensemble
+                )
             except UnusableOutput as exc:
                 raise ImageError(source, f"{exc}; not written (damaged weights, or a broken backend?)") from exc
             except InvrepError:
@@ -483,14 +498,14 @@ def run_restore(
     weights_sha256 = plan.weights_sha256
     # temporaries a killed run left beside this shard's own outputs and records (never another's)
     remove_leftovers([job.output for job in jobs] + [record.path, record.failures_path])
-    runner = _Runner(backend, plan.tile, config.tile_overlap, message, config.strength)
+    runner = _Runner(backend, plan.tile, config.tile_overlap, message, config.strength, config.self_ensemble)
     summary = RestoreSummary(
         failed=list(failures), ignored=list(work.ignored), device=backend.device, backend=backend.name,
         out=str(work.record_dir), shard=f"{plan.shard[0]}/{plan.shard[1]}" if plan.shard else None,
         tile={"tile": plan.tile.tile, "overlap": config.tile_overlap, "margin": backend.context_margin,
               "batch_size": plan.tile.batch_size, "reason": plan.tile.reason},
         weights=str(plan.weights_path) if plan.weights_path else None, weights_sha256=weights_sha256,
-        strength=config.strength,
+        strength=config.strength, self_ensemble=config.self_ensemble,
     )
     summary.notes.extend(backend.notes)
     for failure in failures:

@@ -177,6 +177,10 @@ def bench_command(
         float,
         typer.Option("--strength", metavar="S", help="Network rows restore at restore's --strength S (default 1)."),
     ] = 1.0,
+    self_ensemble: Annotated[
+        bool,
+        typer.Option("--self-ensemble", help="Network rows restore as restore --self-ensemble does (8x the time)."),
+    ] = False,
     calibrate: Annotated[
         Path | None,
         typer.Option("--calibrate", help="Clean images (noised at the middle sigma) calibrating int8 rows; "
@@ -212,6 +216,7 @@ def bench_command(
             isolate=not in_process,
             threads=threads,
             strength=strength,
+            self_ensemble=self_ensemble,
             calibrate=str(calibrate) if calibrate is not None else None,
         )
 

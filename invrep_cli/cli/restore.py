@@ -62,6 +62,14 @@ def restore_command(
             "scaled by S (input + S x (restored - input)), clipped.",
         ),
     ] = 1.0,
+    self_ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--self-ensemble",
+            help="Average the model over the 8 flips and quarter turns of each tile: about +0.2 dB and a clean "
+            "photo changed less, for 8x the time.",
+        ),
+    ] = False,
     fmt: Annotated[str, typer.Option("--format", help="keep | png | jpg | tif | webp.")] = "keep",
     skip_existing: Annotated[
         bool,
@@ -109,6 +117,7 @@ def restore_command(
             tile=tile, tile_overlap=tile_overlap, fmt=fmt, overwrite=overwrite,
             shard=parse_shard(shard) if shard else None, threads=threads, compile=compile_model,
             max_pixels=None if max_megapixels is None else round(max_megapixels * 1e6), strength=strength,
+            self_ensemble=self_ensemble,
         )
         summary = run_and_report(config, json_out=json_out, quiet=quiet, plain=plain_output(no_color))
     if summary.interrupted:
@@ -137,6 +146,8 @@ def continue_command(config: RestoreConfig) -> str:
     for flag, value, unset in options:
         if value != unset:
             args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if config.self_ensemble:
+        args.append("--self-ensemble")
     if config.compile:
         args.append("--compile")
     return shlex.join(args)
@@ -181,6 +192,8 @@ def run_and_report(
         )
         if config.strength != 1.0:
             console.print(f"strength {config.strength:g} (the model's correction scaled by it)", highlight=False)
+        if config.self_ensemble:
+            console.print("self-ensemble: each tile restored in its 8 orientations and averaged", highlight=False)
         # a progress bar only where it can redraw: piped, it would print one bar of box drawing
         summary = _with_progress(plan) if console.is_terminal else run_restore(plan, None, message)
     else:
@@ -245,6 +258,8 @@ def _print_summary(summary: RestoreSummary, plain: bool = False) -> None:
     ]
     if summary.strength != 1.0:
         rows.append(("strength", f"{summary.strength:g}"))
+    if summary.self_ensemble:
+        rows.append(("self-ensemble", "8 orientations averaged"))
     if summary.interrupted:
         rows.insert(3, ("not written (interrupted)", str(summary.not_done)))
     if plain:

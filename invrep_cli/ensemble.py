@@ -1,0 +1,40 @@
+"""Geometric self-ensemble (``restore --self-ensemble``): the restorer runs on the 8 flips and quarter
+turns of each batch, each output is turned back, and the 8 are averaged.
+
+Noise has no orientation and a photo's content barely cares, while a convolutional restorer's
+errors do depend on orientation, so the 8 estimates' errors are partly independent and their mean is
+closer to the clean image: +0.2 dB on held-out photos for Gaussian, Poisson-Gaussian and grain noise,
+and a clean photo changed less (README, "Self-ensemble"), for 8 times the compute. It works on any
+backend: a quarter turn swaps a tile's height and width, which stay multiples of the size multiple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+#: (quarter turns, mirrored) of the 8 symmetries of a square
+SYMMETRIES = tuple((turns, mirrored) for turns in range(4) for mirrored in (False, True))
+
+
+def _transform(batch: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
+    """N x C x H x W turned ``turns`` quarter turns in the image plane, then mirrored left-right."""
+    out = np.rot90(batch, turns, axes=(2, 3))
+    return out[..., ::-1] if mirrored else out
+
+
+def _undo(batch: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
+    out = batch[..., ::-1] if mirrored else batch
+    return np.rot90(out, -turns, axes=(2, 3))
+
+
+def self_ensemble(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    """The mean of ``run`` over the 8 symmetries of ``batch`` (N x C x H x W float32), each output
+    brought back to ``batch``'s orientation. One transformed batch is in flight at a time, so peak
+    memory is the backend's for one batch plus the running sum."""
+    total = np.zeros(batch.shape, dtype=np.float32)
+    for turns, mirrored in SYMMETRIES:
+        restored = run(np.ascontiguousarray(_transform(batch, turns, mirrored)))
+        total += _undo(restored, turns, mirrored)
+    return total / np.float32(len(SYMMETRIES))
