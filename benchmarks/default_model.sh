@@ -7,6 +7,8 @@
 #   train: run A, stage 1 fine-tunes lir-unet-gauss with a noise mix drawn per crop (6000 steps)
 #   train-b: run B, run A fine-tuned 1800 steps with more camera noise (the default until run E)
 #   train-e: run E, run B fine-tuned 9000 steps with a correlated-noise share: the shipped file
+#   train-f: candidates F1 and F2, run E fine-tuned 4200 steps with a larger camera-noise share (two
+#          doses), side by side on one thread each
 #   held:  scores checkpoints on 8 of the held-out images under every kind of noise (held_out.py)
 #   noref: ranks checkpoints on the noisy folder with no reference (noref_choice.py)
 set -euo pipefail
@@ -61,6 +63,19 @@ PY
       --noise-mix "clean=0.08,gaussian:0-50=0.17,poisson-gaussian:1-50=0.1,correlated:1-50=0.1,own=0.55" \
       --steps 9000 --warmup-steps 9000 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
       --workers 1 --w-semantic 0 --seed 5 --checkpoint-every 500 --keep 20 ;;
+  train-f)
+    # run E left the noisy folder's camera noise partly in (its no-reference score peaks at --strength
+    # 1.2), so these move crops from the other components to `own`, at two doses
+    f_run() {
+      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
+        --noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train \
+        --init-weights runs/mix-e/restorer.safetensors --out "runs/$1" --noise-mix "$2" \
+        --steps 4200 --warmup-steps 4200 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
+        --workers 1 --w-semantic 0 --seed 6 --checkpoint-every 350 --keep 20
+    }
+    f_run mix-f1 "clean=0.05,gaussian:0-50=0.17,poisson-gaussian:1-50=0.08,correlated:1-50=0.08,own=0.62" &
+    f_run mix-f2 "clean=0.04,gaussian:0-50=0.15,poisson-gaussian:1-50=0.06,correlated:1-50=0.07,own=0.68" &
+    wait ;;
   noref)
     # checkpoints as CKPTS (space list), ranked on the noisy folder with no reference
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real $CKPTS ;;

@@ -2,6 +2,10 @@
 # The real-noise model (weights/lir-unet-real.md) and issue 10's stage comparison, on the CPU.
 #   A: stage 1 only, 5000 steps, fine-tuning the Gaussian default on noise fitted to PolyU's noisy photos
 #   B: A's checkpoint at step K, then L LIR steps (stage 2) -- the same step budget as A at step K+L
+#   C: the shipped file fine-tuned STEPS_C stage-1 steps with today's trainer (moving-average warm-up
+#      for a trained start, learning-rate ramp); the CBSD432 training split as the clean folder
+#      (`bash benchmarks/default_model.sh data` makes it). noref-c ranks its start and its checkpoints
+#      on the noisy folder with no reference (the choice); score-c scores both on CC15 and PolyU pairs
 # Both run with one thread each, side by side on a 2-core machine (1 h 49 min for A, 70 min for B).
 # Only the *_real files of PolyU100 are copied for training: their *_mean files are never read.
 set -euo pipefail
@@ -26,6 +30,21 @@ case "${1:-A}" in
     # 250-step run would still be ~80 % its starting point
     $BIN/invrep train "${COMMON[@]}" --init-weights "runs/real2/checkpoints/step_$(printf %08d "$K").pt" \
       --out runs/real2-lir --steps "$L" --warmup-steps 0 --ema 0.99 --checkpoint-every 25 ;;
+  C)
+    OMP_WAIT_POLICY=PASSIVE $BIN/invrep train "${COMMON[@]/$D\/CBSD432/runs/data/CBSD432-train}" \
+      --init-weights weights/lir-unet-real.safetensors --out runs/real-c --steps "${STEPS_C:-3600}" \
+      --warmup-steps "${STEPS_C:-3600}" --warmup-lr 1e-4 --seed 7 --checkpoint-every 600 --keep 10 ;;
+  noref-c)
+    $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real weights/lir-unet-real.safetensors \
+      runs/real-c/checkpoints/step_*.pt runs/real-c/restorer.safetensors ;;
+  score-c)
+    # scoring only, after the choice: the references are never read by a choice
+    C=(--weights weights/lir-unet-real.safetensors,runs/real-c/restorer.safetensors --backends torch
+       --precisions fp32 --threads "${THREADS:-1}" --in-process --json --baselines noisy)
+    mkdir -p runs/measure
+    $BIN/invrep bench "$D/CC15" --pairs "${C[@]}" > runs/measure/real-c-cc15.json
+    $BIN/invrep bench "$D/PolyU100" --pairs --noisy-pattern '*_real.JPG' --ref-pattern '*_mean.JPG' \
+      "${C[@]}" > runs/measure/real-c-polyu100.json ;;
   score)
     # A at step K+L against B (exponential moving averages, as shipped), on CC15: measured once, after
     # training; neither run chose anything on it
