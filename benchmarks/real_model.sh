@@ -31,7 +31,9 @@ case "${1:-A}" in
     $BIN/invrep train "${COMMON[@]}" --init-weights "runs/real2/checkpoints/step_$(printf %08d "$K").pt" \
       --out runs/real2-lir --steps "$L" --warmup-steps 0 --ema 0.99 --checkpoint-every 25 ;;
   C)
-    OMP_WAIT_POLICY=PASSIVE $BIN/invrep train "${COMMON[@]/$D\/CBSD432/runs/data/CBSD432-train}" \
+    # both cores (the A/B comparison above ran two runs side by side on one each)
+    OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE \
+      $BIN/invrep train "${COMMON[@]/$D\/CBSD432/runs/data/CBSD432-train}" \
       --init-weights weights/lir-unet-real.safetensors --out runs/real-c --steps "${STEPS_C:-3600}" \
       --warmup-steps "${STEPS_C:-3600}" --warmup-lr 1e-4 --seed 7 --checkpoint-every 600 --keep 10 ;;
   noref-c)
