@@ -33,7 +33,8 @@ case "${1:-A}" in
   C)
     # both cores (the A/B comparison above ran two runs side by side on one each)
     OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE \
-      $BIN/invrep train "${COMMON[@]/$D\/CBSD432/runs/data/CBSD432-train}" \
+      $BIN/invrep train --noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train --gray-fraction 0 \
+      --batch-size 16 --crop-size 64 --workers 1 --w-semantic 0 \
       --init-weights weights/lir-unet-real.safetensors --out runs/real-c --steps "${STEPS_C:-3600}" \
       --warmup-steps "${STEPS_C:-3600}" --warmup-lr 1e-4 --seed 7 --checkpoint-every 600 --keep 10 ;;
   noref-c)
