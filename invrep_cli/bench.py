@@ -93,8 +93,8 @@ class BenchConfig:
     calibrate: str | None = None
     #: network rows restore as `invrep restore --strength` does: input + strength x (restored - input)
     strength: float = 1.0
-    #: network rows restore as `invrep restore --self-ensemble` does (8 orientations averaged)
-    self_ensemble: bool = False
+    #: network rows restore as `invrep restore --self-ensemble N` does (N orientations averaged; 1 = off)
+    self_ensemble: int = 1
 
     def __post_init__(self) -> None:
         for b in self.baselines:
@@ -106,11 +106,11 @@ class BenchConfig:
         # sigma 0 scores the clean images themselves: how much a method changes a clean photo
         if not self.sigmas or any(s < 0 for s in self.sigmas):
             raise UsageError("--sigma: give one or more noise levels >= 0 (0-255 scale), e.g. 0,15,25,50")
-        if self.tile is not None or self.strength != 1.0:
+        if self.tile is not None or self.strength != 1.0 or self.self_ensemble != 1:
             from invrep_cli.restore import RestoreConfig
 
-            # the same --tile and --strength rules as restore (UsageError)
-            RestoreConfig(tile=self.tile, strength=self.strength)
+            # the same --tile, --strength and --self-ensemble rules as restore (UsageError)
+            RestoreConfig(tile=self.tile, strength=self.strength, self_ensemble=self.self_ensemble)
         if self.pairs and self.clean_dir is None:
             raise UsageError("--pairs needs a folder of noisy/reference pairs")
 
@@ -130,8 +130,8 @@ class BenchRow:
     tile: int | None = None
     #: network rows: the --strength they restored at (1: the model as trained)
     strength: float = 1.0
-    #: network rows: restored with --self-ensemble
-    self_ensemble: bool = False
+    #: network rows: the --self-ensemble N they restored with (1: one pass)
+    self_ensemble: int = 1
     images: int = 0
     megapixels: float = 0.0
     seconds: float | None = None
@@ -159,8 +159,8 @@ class BenchRow:
             parts.append(self.weights)
         if self.strength != 1.0:
             parts.append(f"strength{self.strength:g}")
-        if self.self_ensemble:
-            parts.append("x8")
+        if self.self_ensemble > 1:
+            parts.append(f"x{self.self_ensemble}")
         if self.backend != "-":
             parts += [self.backend, self.device.split(" ")[0], self.precision]
         return "-".join(parts)
@@ -247,7 +247,7 @@ class _Job:
     #: classical methods in pairs mode: each image's own noise level (0-255) instead of the sigma key
     levels: list[float] | None = None
     strength: float = 1.0
-    self_ensemble: bool = False
+    self_ensemble: int = 1
 
 
 @dataclass

@@ -26,7 +26,7 @@ Folder runs behave like a build tool:
 - every batch a backend returns is checked (``check_output``): NaN/inf or values far outside
   [0, 1] fail that image rather than being written as black or white;
 - ``strength`` blends the model's correction linearly (``restore_pixels``); ``self_ensemble`` averages
-  the restorer over the 8 orientations of each tile (``ensemble.py``);
+  the restorer over 2, 4 or 8 orientations of each tile (``ensemble.py``);
 - Ctrl-C (KeyboardInterrupt) stops the run: writes already handed over finish and are recorded,
   the summary says what was not written (``interrupted``, ``not_done``), and the CLI prints the
   command that continues;
@@ -52,6 +52,7 @@ import numpy as np
 
 from invrep_cli import __version__
 from invrep_cli.backends import BACKEND_CHOICES, PRECISION_CHOICES, Backend, is_out_of_memory, make_backend
+from invrep_cli.ensemble import ORIENTATIONS
 from invrep_cli.ensemble import self_ensemble as self_ensemble_of
 from invrep_cli.errors import ImageError, InvrepError, UsageError
 from invrep_cli.fsutil import remove_leftovers, sha256_bytes, writable_problem
@@ -121,8 +122,9 @@ class RestoreConfig:
     max_pixels: int | None = None
     #: output = input + strength * (restored - input), clipped: 0 = the input, 1 = the model as it is
     strength: float = 1.0
-    #: average the restorer over the 8 flips and quarter turns of each tile (ensemble.py): 8x the time
-    self_ensemble: bool = False
+    #: average the restorer over this many flips and quarter turns of each tile (ensemble.py: 1 = off,
+    #: 2, 4 or 8), for as many times the time
+    self_ensemble: int = 1
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in BACKEND_CHOICES:
@@ -156,6 +158,11 @@ class RestoreConfig:
             raise UsageError(
                 f"--strength {self.strength:g}: must be between 0 (the input unchanged) and {MAX_STRENGTH:g}; "
                 "1 is the model as trained"
+            )
+        if self.self_ensemble not in ORIENTATIONS:
+            raise UsageError(
+                f"--self-ensemble {self.self_ensemble}: choose {', '.join(map(str, ORIENTATIONS))} "
+                "(orientations averaged; 1 = off)"
             )
 
 
@@ -195,7 +202,7 @@ class RestorePlan:
     def settings(self) -> dict[str, Any]:
         """The settings that change output pixels: a change of any re-processes an output.
 
-        ``strength`` is recorded only when it is not 1, and ``self_ensemble`` only when on, so
+        ``strength`` is recorded only when it is not 1, and ``self_ensemble`` only when above 1, so
         records written before either option existed still match."""
         settings: dict[str, Any] = {
             "backend": self.backend.name,
@@ -207,8 +214,8 @@ class RestorePlan:
         }
         if self.config.strength != 1.0:
             settings["strength"] = self.config.strength
-        if self.config.self_ensemble:
-            settings["self_ensemble"] = True
+        if self.config.self_ensemble > 1:
+            settings["self_ensemble"] = self.config.self_ensemble
         return settings
 
     def provenance(self) -> str:
@@ -216,7 +223,7 @@ class RestorePlan:
         weights (file name and digest prefix), the backend and precision, the strength, and the
         self-ensemble when it ran."""
         weights = self.weights_path.name if self.weights_path else "weights"
-        ensemble = ", self-ensemble x8" if self.config.self_ensemble else ""
+        ensemble = f", self-ensemble x{self.config.self_ensemble}" if self.config.self_ensemble > 1 else ""
         return (
             f"invrep {__version__}: {weights} (sha256 {self.weights_sha256[:12]}), {self.backend.name} "
             f"{self.backend.precision_policy}, strength {self.config.strength:g}{ensemble}"
@@ -267,7 +274,7 @@ class RestoreSummary:
     weights: str | None = None
     weights_sha256: str = ""
     strength: float = 1.0
-    self_ensemble: bool = False
+    self_ensemble: int = 1
     notes: list[str] = field(default_factory=list)
     #: where this run's failures are listed (None when there were none, or it could not be written)
     failures_file: str | None = None
@@ -300,7 +307,7 @@ def check_output(batch: np.ndarray) -> None:
 
 def restore_pixels(
     pixels: np.ndarray, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1,
-    out_dtype: type | None = None, strength: float = 1.0, self_ensemble: bool = False,
+    out_dtype: type | None = None, strength: float = 1.0, self_ensemble: int = 1,
 ) -> np.ndarray:
     """H x W x C pixels (float32 in [0, 1], or uint8/uint16 samples) -> restored, same shape,
     through tiles; float32 in [0, 1], or ``out_dtype`` (uint8/uint16) quantised tile row by tile row.
@@ -312,7 +319,7 @@ def restore_pixels(
     ``strength`` S blends the model's correction linearly, tile by tile: input + S * (restored -
     input), clipped to [0, 1]. Blending the tiles is linear too, so this equals doing it on the
     whole image; S = 0 returns the input exactly (after quantisation), S = 1 skips the blend.
-    ``self_ensemble`` runs each tile batch in its 8 orientations and averages (ensemble.py).
+    ``self_ensemble`` N > 1 runs each tile batch in N orientations and averages (ensemble.py).
     """
     h, w, channels = pixels.shape
     plan = plan_tiles(h, w, tile, overlap, backend.context_margin, backend.size_multiple)
@@ -325,7 +332,7 @@ def restore_pixels(
         model = backend.run
 
     def run(batch: np.ndarray) -> np.ndarray:
-        restored = self_ensemble_of(model, batch) if self_ensemble else model(batch)
+        restored = self_ensemble_of(model, batch, self_ensemble) if self_ensemble > 1 else model(batch)
         check_output(restored)
         if strength == 1.0:
             return restored
@@ -337,7 +344,7 @@ def restore_pixels(
 
 def restore_image(
     image: LoadedImage, backend: Backend, tile: int = 0, overlap: int = 16, batch_size: int = 1,
-    strength: float = 1.0, self_ensemble: bool = False,
+    strength: float = 1.0, self_ensemble: int = 1,
 ) -> np.ndarray:
     """A decoded image's colour, restored into the bit depth it will be written at (alpha and
     metadata stay in ``image`` for the writer). The backend picks its precision for that depth
@@ -442,7 +449,7 @@ class _Runner:
 
     def __init__(
         self, backend: Backend, choice: TileChoice, overlap: int, message: Message, strength: float = 1.0,
-        self_ensemble: bool = False,
+        self_ensemble: int = 1,
     ) -> None:
         self.backend = backend
         self.tile = choice.tile

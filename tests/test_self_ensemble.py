@@ -1,4 +1,4 @@
-"""`restore --self-ensemble`: the restorer averaged over the 8 flips and quarter turns of each tile."""
+"""`restore --self-ensemble N`: the restorer averaged over N of the 8 flips and quarter turns of each tile."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from invrep_cli.backends import make_backend
 from invrep_cli.cli import app
-from invrep_cli.ensemble import self_ensemble
+from invrep_cli.ensemble import ORIENTATIONS, self_ensemble
 from invrep_cli.restore import restore_pixels
 
 runner = CliRunner()
@@ -47,6 +47,26 @@ def test_each_orientation_is_undone_before_averaging() -> None:
     assert np.allclose(self_ensemble(shift_right, batch), expected, atol=1e-6)
 
 
+def test_cheaper_sizes_are_nested_and_each_undone() -> None:
+    """2 is the half turn, 4 the quarter turns: a shift right comes back as the mean of a shift right
+    and left (2), and of a shift in each of 4 directions (4); each size holds the smaller one."""
+    rng = np.random.default_rng(2)
+    batch = rng.random((1, 3, 6, 10), dtype=np.float32)
+
+    def shift_right(x: np.ndarray) -> np.ndarray:
+        return np.roll(x, 1, axis=3)
+
+    lr = (np.roll(batch, 1, axis=3) + np.roll(batch, -1, axis=3)) / 2
+    four = sum(np.roll(batch, s, axis=a) for a in (2, 3) for s in (1, -1)) / 4
+    assert np.allclose(self_ensemble(shift_right, batch, 2), lr, atol=1e-6)
+    assert np.allclose(self_ensemble(shift_right, batch, 4), four, atol=1e-6)
+    assert np.allclose(self_ensemble(shift_right, batch, 1), np.roll(batch, 1, axis=3), atol=1e-6)
+    sizes = sorted(ORIENTATIONS)
+    assert sizes == [1, 2, 4, 8]
+    for small, big in zip(sizes, sizes[1:], strict=False):
+        assert set(ORIENTATIONS[small]) <= set(ORIENTATIONS[big]) and len(set(ORIENTATIONS[big])) == big
+
+
 def test_a_nan_in_any_orientation_reaches_the_output_check() -> None:
     def broken_once(x: np.ndarray) -> np.ndarray:
         broken_once.n += 1  # type: ignore[attr-defined]
@@ -65,13 +85,16 @@ def test_tiles_stay_exact_and_the_result_differs_from_one_pass(
     it is not the single pass, and gray goes through it too."""
     backend = make_backend(weights if backend_name == "torch" else onnx_file, backend_name, "cpu", "fp32", threads=1)
     x = _noisy().astype(np.float32) / 255
-    whole = restore_pixels(x, backend, tile=0, self_ensemble=True)
-    tiled = restore_pixels(x, backend, tile=32, overlap=8, self_ensemble=True)
+    whole = restore_pixels(x, backend, tile=0, self_ensemble=8)
+    tiled = restore_pixels(x, backend, tile=32, overlap=8, self_ensemble=8)
     assert whole.shape == x.shape
     assert np.abs(whole - tiled).max() < 1e-4
     assert np.abs(whole - restore_pixels(x, backend, tile=0)).max() > 1e-3
+    half = restore_pixels(x, backend, tile=32, overlap=8, self_ensemble=2)
+    assert np.abs(half - restore_pixels(x, backend, tile=0, self_ensemble=2)).max() < 1e-4
+    assert np.abs(half - whole).max() > 1e-4
     gray = x[..., :1].copy()
-    assert restore_pixels(gray, backend, tile=32, overlap=8, self_ensemble=True).shape == gray.shape
+    assert restore_pixels(gray, backend, tile=32, overlap=8, self_ensemble=4).shape == gray.shape
 
 
 def test_cli_records_it_redoes_outputs_and_names_it_in_exif(tmp_path: Path, weights: Path) -> None:
@@ -88,14 +111,16 @@ def test_cli_records_it_redoes_outputs_and_names_it_in_exif(tmp_path: Path, weig
 
     single = run()
     before = np.asarray(Image.open(out / "a.png"))
-    assert single["self_ensemble"] is False and single["processed"] == 1
-    summary = run("--self-ensemble")
-    assert (summary["processed"], summary["self_ensemble"]) == (1, True)  # a setting that changes pixels
+    assert single["self_ensemble"] == 1 and single["processed"] == 1
+    summary = run("--self-ensemble", "8")
+    assert (summary["processed"], summary["self_ensemble"]) == (1, 8)  # a setting that changes pixels
     assert not np.array_equal(np.asarray(Image.open(out / "a.png")), before)
     assert "self-ensemble x8" in Image.open(out / "a.png").getexif().get(0x0131)
     record = json.loads((out / ".invrep-restore.json").read_text())
-    assert record["entries"]["a.png"]["settings"]["self_ensemble"] is True
-    assert run("--self-ensemble")["skipped"] == 1
+    assert record["entries"]["a.png"]["settings"]["self_ensemble"] == 8
+    assert run("--self-ensemble", "8")["skipped"] == 1
+    assert run("--self-ensemble", "4")["processed"] == 1  # another size is another setting
+    assert "self-ensemble x4" in Image.open(out / "a.png").getexif().get(0x0131)
     # off, it is recorded as before the option existed (no key), so older records still match
     assert run()["processed"] == 1
     assert "self_ensemble" not in json.loads((out / ".invrep-restore.json").read_text())["entries"]["a.png"]["settings"]
@@ -107,9 +132,19 @@ def test_bench_rows_can_be_scored_with_it(tmp_path: Path, weights: Path) -> None
             "--precisions", "fp32", "--device", "cpu", "--in-process", "--threads", "1", "--baselines", "noisy",
             "--json"]
     rows = []
-    for extra in ([], ["--self-ensemble"]):
+    for extra in ([], ["--self-ensemble", "8"]):
         result = runner.invoke(app, [*args, *extra])
         assert result.exit_code == 0, result.output
         rows += [r for r in json.loads(result.stdout)["rows"] if r["method"] == "invrep"]
-    assert [r["self_ensemble"] for r in rows] == [False, True]
+    assert [r["self_ensemble"] for r in rows] == [1, 8]
     assert rows[0]["psnr"] != rows[1]["psnr"]
+
+
+@pytest.mark.parametrize("command", ["restore", "bench"])
+def test_a_size_with_no_orientation_set_is_refused(tmp_path: Path, weights: Path, command: str) -> None:
+    Image.fromarray(_noisy(2, (40, 40, 3))).save(tmp_path / "a.png")
+    args = [command, str(tmp_path)] + ([str(tmp_path / "out")] if command == "restore" else ["--sigma", "25"])
+    result = runner.invoke(app, [*args, "-w", str(weights), "--self-ensemble", "3"])
+    assert result.exit_code == 2
+    assert "--self-ensemble 3" in result.output and "1, 2, 4, 8" in result.output
+    assert not (tmp_path / "out").exists()

@@ -178,9 +178,12 @@ def bench_command(
         typer.Option("--strength", metavar="S", help="Network rows restore at restore's --strength S (default 1)."),
     ] = 1.0,
     self_ensemble: Annotated[
-        bool,
-        typer.Option("--self-ensemble", help="Network rows restore as restore --self-ensemble does (8x the time)."),
-    ] = False,
+        int,
+        typer.Option(
+            "--self-ensemble", metavar="N",
+            help="Network rows restore as restore --self-ensemble N does (1 = off, 2, 4, 8; N x the time).",
+        ),
+    ] = 1,
     calibrate: Annotated[
         Path | None,
         typer.Option("--calibrate", help="Clean images (noised at the middle sigma) calibrating int8 rows; "
