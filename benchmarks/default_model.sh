@@ -9,7 +9,7 @@
 #   train-e: run E, run B fine-tuned 9000 steps with a correlated-noise share: the shipped file
 #   train-f: candidates F1 and F2, run E fine-tuned 4200 steps with a larger camera-noise share (two
 #          doses), side by side on one thread each
-#   train-g: candidates G1 and G2, run F1 (the shipped default) fine-tuned further with F1's mix, on
+#   train-g: candidates G1 and G2 (G1 shipped), run F1 fine-tuned further with F1's mix, on
 #          64-px crops (batch 16) and on 96-px crops (batch 8, about the same pixels per step), side
 #          by side on one thread each
 #   held:  scores checkpoints on 8 of the held-out images under every kind of noise (held_out.py)
@@ -19,6 +19,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 D=../shared/data
 STEPS=${STEPS:-6000}
+# run F1's shares: train-f's F1 and both train-g runs
+F1_MIX="clean=0.05,gaussian:0-50=0.17,poisson-gaussian:1-50=0.08,correlated:1-50=0.08,own=0.62"
 MIX=${MIX:-clean=0.15,gaussian:0-50=0.35,poisson-gaussian:1-50=0.2,own=0.3}
 case "${1:-train}" in
   data)
@@ -76,7 +78,7 @@ PY
         --steps 4200 --warmup-steps 4200 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
         --workers 1 --w-semantic 0 --seed 6 --checkpoint-every 350 --keep 20
     }
-    f_run mix-f1 "clean=0.05,gaussian:0-50=0.17,poisson-gaussian:1-50=0.08,correlated:1-50=0.08,own=0.62" &
+    f_run mix-f1 "$F1_MIX" &
     f_run mix-f2 "clean=0.04,gaussian:0-50=0.15,poisson-gaussian:1-50=0.06,correlated:1-50=0.07,own=0.68" &
     wait ;;
   train-g)
@@ -86,8 +88,8 @@ PY
     g_run() {
       OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
         --noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train \
-        --init-weights weights/lir-unet-mix.safetensors --out "runs/$1" \
-        --noise-mix "clean=0.05,gaussian:0-50=0.17,poisson-gaussian:1-50=0.08,correlated:1-50=0.08,own=0.62" \
+        --init-weights runs/mix-f1/restorer.safetensors --out "runs/$1" \
+        --noise-mix "$F1_MIX" \
         --steps "$2" --warmup-steps "$2" --warmup-lr 1e-4 --batch-size "$3" --crop-size "$4" \
         --workers 1 --w-semantic 0 --seed 8 --checkpoint-every 300 --keep 20
     }
