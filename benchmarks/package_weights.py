@@ -57,8 +57,9 @@ def main() -> None:
         "source_checkpoint_sha256": meta["sha256"],
         "note": args.note,
     }
-    # the training provenance a run's restorer file carries (stage, noise model, semantic term)
-    for key in ("stage", "warmup_steps", "noise_model", "semantic_enabled"):
+    # the training provenance a run's restorer file carries (stage, noise model, semantic term; for
+    # a mean of several runs' weights, which files went into it)
+    for key in ("stage", "warmup_steps", "noise_model", "semantic_enabled", "averaged_from"):
         if key in meta:
             extra[key] = meta[key]
     save_restorer(restorer, args.out, extra)

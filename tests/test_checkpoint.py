@@ -70,3 +70,44 @@ def test_pickled_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "not a safe invrep checkpoint" in result.stderr and "weights_only" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_average_weights_script_means_every_tensor_and_refuses_other_shapes(tmp_path: Path) -> None:
+    """benchmarks/average_weights.py: each tensor of the output is the inputs' mean; a G_X-only
+    config difference (not in a restorer file) is allowed, another width is refused."""
+    import dataclasses
+    import importlib.util
+
+    from invrep_cli.checkpoint import load_restorer, save_restorer
+    from invrep_cli.config import ModelConfig
+    from invrep_cli.models import build_restorer
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "average_weights.py"
+    spec = importlib.util.spec_from_file_location("average_weights", script)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    tiny = ModelConfig(name="tiny-unet", width=4, n_res_blocks=1, skips=2, up_kernel=3, residual=True)
+    paths = []
+    for seed, config in enumerate((tiny, dataclasses.replace(tiny, gx_up_kernel=5))):
+        torch.manual_seed(seed)
+        paths.append(save_restorer(build_restorer(config), tmp_path / f"w{seed}.safetensors",
+                                   {"stage": "1", "noise_model": f"fit {seed}"}))
+    out = tmp_path / "soup.safetensors"
+    soup, meta = module.average(paths)
+    save_restorer(soup, out, meta)
+    loaded, stored = load_restorer(out)
+    a, b = (load_restorer(p)[0].state_dict() for p in paths)
+    for key, value in loaded.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (a[key] + b[key]) / 2)
+        else:  # an integer buffer (a count), the same in both, is copied
+            assert torch.equal(value, a[key])
+    assert [s["sha256"] for s in stored["averaged_from"]] == [load_restorer(p)[1]["sha256"] for p in paths]
+    assert stored["stage"] == 1 and "noise_model" not in stored  # kept only where the inputs agree
+
+    torch.manual_seed(2)
+    wider = save_restorer(build_restorer(dataclasses.replace(tiny, width=8)), tmp_path / "wide.safetensors")
+    with pytest.raises(SystemExit, match="different network shapes"):
+        module.average([paths[0], wider])
