@@ -12,6 +12,8 @@
 #   train-g: candidates G1 and G2 (G1 shipped), run F1 fine-tuned further with F1's mix, on
 #          64-px crops (batch 16) and on 96-px crops (batch 8, about the same pixels per step), side
 #          by side on one thread each
+#   train-g3: G1's recipe again with another seed (9), on one thread, for a mean of G1's and G3's
+#          weights (benchmarks/average_weights.py); G1 alone stays unless the mean wins (runs/decision-g3.txt)
 #   held:  scores checkpoints on 8 of the held-out images under every kind of noise (held_out.py)
 #   noref: ranks checkpoints on the noisy folder with no reference (noref_choice.py)
 set -euo pipefail
@@ -81,7 +83,7 @@ PY
     f_run mix-f1 "$F1_MIX" &
     f_run mix-f2 "clean=0.04,gaussian:0-50=0.15,poisson-gaussian:1-50=0.06,correlated:1-50=0.07,own=0.68" &
     wait ;;
-  train-g)
+  train-g|train-g3)
     # run F1 still leaves some camera noise in (its no-reference score rises at --strength 1.2) and
     # trails lir-unet-real on the noisy folder's kind of noise: G1 is more of the same recipe, G2 asks
     # whether larger crops (more context for the UNet's coarse levels, where correlated noise lives) help
@@ -91,11 +93,15 @@ PY
         --init-weights runs/mix-f1/restorer.safetensors --out "runs/$1" \
         --noise-mix "$F1_MIX" \
         --steps "$2" --warmup-steps "$2" --warmup-lr 1e-4 --batch-size "$3" --crop-size "$4" \
-        --workers 1 --w-semantic 0 --seed 8 --checkpoint-every 300 --keep 20
+        --workers 1 --w-semantic 0 --seed "${SEED:-8}" --checkpoint-every 300 --keep 20
     }
-    g_run mix-g1 4200 16 64 &
-    g_run mix-g2 3800 8 96 &
-    wait ;;
+    if [ "${1}" = train-g3 ]; then
+      SEED=9 g_run mix-g3 4200 16 64
+    else
+      g_run mix-g1 4200 16 64 &
+      g_run mix-g2 3800 8 96 &
+      wait
+    fi ;;
   noref)
     # checkpoints as CKPTS (space list), ranked on the noisy folder with no reference
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real $CKPTS ;;

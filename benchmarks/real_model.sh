@@ -6,12 +6,17 @@
 #      for a trained start, learning-rate ramp); the CBSD432 training split as the clean folder
 #      (`bash benchmarks/default_model.sh data` makes it). noref-c ranks its start and its checkpoints
 #      on the noisy folder with no reference (the choice); score-c scores both on CC15 and PolyU pairs
+#   base: REAL_A, the file A made and weights/ shipped until the soup below replaced it, from git
+#      (C and stage2_real.sh's runs start from it, whatever weights/ holds now)
+#   soup: the shipped file since 2026-12-06: the mean of the weights of C and of stage2_real.sh's
+#      stage-1 run, both fine-tuned from REAL_A (benchmarks/average_weights.py), packaged
 # Both run with one thread each, side by side on a 2-core machine (1 h 49 min for A, 70 min for B).
 # Only the *_real files of PolyU100 are copied for training: their *_mean files are never read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 D=../shared/data
+REAL_A=${REAL_A:-runs/real-a.safetensors}
 K=${K:-750}
 L=${L:-250}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -35,14 +40,22 @@ case "${1:-A}" in
     OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE \
       $BIN/invrep train --noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train --gray-fraction 0 \
       --batch-size 16 --crop-size 64 --workers 1 --w-semantic 0 \
-      --init-weights weights/lir-unet-real.safetensors --out runs/real-c --steps "${STEPS_C:-3600}" \
+      --init-weights "$REAL_A" --out runs/real-c --steps "${STEPS_C:-3600}" \
       --warmup-steps "${STEPS_C:-3600}" --warmup-lr 1e-4 --seed 7 --checkpoint-every 600 --keep 10 ;;
+  base)
+    # the file as shipped from 2026-12-03 to 2026-12-06 (sha256 9955c736...), A's output
+    git show d549dbc:weights/lir-unet-real.safetensors > "$REAL_A" ;;
+  soup)
+    $BIN/python benchmarks/average_weights.py runs/soup/R1.safetensors runs/real-c/restorer.safetensors \
+      runs/s2/stage1/restorer.safetensors
+    $BIN/python benchmarks/package_weights.py runs/soup/R1.safetensors weights/lir-unet-real.safetensors \
+      --min-margin 28 --note "lir-lite-unet: the mean of two stage-1 fine-tunes of the previous lir-unet-real (runs real-c and s2/stage1), CPU" ;;
   noref-c)
-    $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real weights/lir-unet-real.safetensors \
+    $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real "$REAL_A" \
       runs/real-c/checkpoints/step_*.pt runs/real-c/restorer.safetensors ;;
   score-c)
     # scoring only, after the choice: the references are never read by a choice
-    C=(--weights weights/lir-unet-real.safetensors,runs/real-c/restorer.safetensors --backends torch
+    C=(--weights "$REAL_A",runs/real-c/restorer.safetensors --backends torch
        --precisions fp32 --threads "${THREADS:-1}" --in-process --json --baselines noisy)
     mkdir -p runs/measure
     $BIN/invrep bench "$D/CC15" --pairs "${C[@]}" > runs/measure/real-c-cc15.json

@@ -2,7 +2,10 @@
 # Issue 20's stage-2 target on real camera noise: stage 1 alone vs stage 1 + LIR stage 2 at the same
 # wall-clock budget, both fine-tuning lir-unet-real on PolyU100's *_real files (noisy) and the
 # CBSD432 training split (clean; `bash benchmarks/default_model.sh data` makes both folders).
-#   bash benchmarks/stage2_real.sh stage1   # --time T of stage 1 alone
+# They start from REAL_A, the lir-unet-real file of 2026-12-03 (`bash benchmarks/real_model.sh base`).
+#   bash benchmarks/stage2_real.sh stage1   # --time T of stage 1 alone (SEED, OUT: another run of it;
+#                                           # the soup's second ingredient: SEED=5 T=50m OUT=runs/s2/stage1-b
+#                                           # on one thread beside another run)
 #   bash benchmarks/stage2_real.sh lir      # --time T: LIR_STEPS of stage 2 (frozen restorer for the
 #                                           # first FREEZE, G_X begun as the noise model, anchor on),
 #                                           # stage 1 gets what is left
@@ -14,17 +17,18 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 D=../shared/data
 T=${T:-25m}
+REAL_A=${REAL_A:-runs/real-a.safetensors}
 COMMON=(--noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train
-        --init-weights weights/lir-unet-real.safetensors --time "$T" --warmup-lr 1e-4
-        --batch-size 16 --crop-size 64 --workers 1 --w-semantic 0 --seed 3 --checkpoint-every 100 --keep 30)
+        --init-weights "$REAL_A" --time "$T" --warmup-lr 1e-4
+        --batch-size 16 --crop-size 64 --workers 1 --w-semantic 0 --seed "${SEED:-3}" --checkpoint-every 100 --keep 30)
 export OMP_WAIT_POLICY=PASSIVE  # on 2 shared cores, spinning OpenMP threads slowed steps 10x
 case "${1:-}" in
-  stage1) $BIN/invrep train "${COMMON[@]}" --out runs/s2/stage1 ;;
+  stage1) $BIN/invrep train "${COMMON[@]}" --out "${OUT:-runs/s2/stage1}" ;;
   lir) $BIN/invrep train "${COMMON[@]}" --out runs/s2/lir --lir-steps "${LIR_STEPS:-200}" \
          --lir-freeze "${FREEZE:-50}" --gx-noise-model --w-anchor "${ANCHOR:-1}" ;;
   score)
     mkdir -p runs/measure
-    W=weights/lir-unet-real.safetensors,runs/s2/stage1/restorer.safetensors
+    W=$REAL_A,runs/s2/stage1/restorer.safetensors
     W=$W,runs/s2/lir/restorer-stage1.safetensors,runs/s2/lir/restorer.safetensors
     [ -f runs/s2/lir/restorer-stage2.safetensors ] && W=$W,runs/s2/lir/restorer-stage2.safetensors
     C=(--weights "$W" --backends torch --precisions fp32 --threads 2 --in-process --json --baselines noisy)
