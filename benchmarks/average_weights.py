@@ -1,12 +1,14 @@
-"""Average restorer weights (a uniform "model soup", Wortsman et al. 2022) into one restorer file.
+"""Average restorer weights (a "model soup", Wortsman et al. 2022) into one restorer file.
 
 Runs fine-tuned from one start stay in one basin of the loss, and the mean of their weights is
 often a better restorer than any one of them, at no training and no restore cost. Every input must
 have the same network shape. The output carries the inputs' sha256 and the training provenance they
-share; feed it to ``package_weights.py`` like any run's restorer file.
+share; feed it to ``package_weights.py`` like any run's restorer file. ``--weights`` blends
+unevenly (a point on the line between two models, for instance); they must sum to 1.
 
   python benchmarks/average_weights.py runs/soup/g1g2.safetensors \
       runs/mix-g1/restorer-stage1.safetensors runs/mix-g2/restorer-stage1.safetensors
+  python benchmarks/average_weights.py runs/soup/J15.safetensors A.safetensors B.safetensors --weights 0.85,0.15
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from invrep_cli.checkpoint import load_restorer, save_restorer
 SHARED_KEYS = ("stage", "noise_model", "semantic_enabled")
 
 
-def average(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
-    """The restorer whose every tensor is the mean of the inputs' (moving-average weights for a
-    training checkpoint), and the metadata that says what went into it."""
+def average(paths: list[Path], weights: list[float] | None = None) -> tuple[torch.nn.Module, dict]:
+    """The restorer whose every tensor is the (weighted) mean of the inputs' (moving-average weights
+    for a training checkpoint), and the metadata that says what went into it."""
+    weights = weights or [1 / len(paths)] * len(paths)
+    if len(weights) != len(paths) or abs(sum(weights) - 1) > 1e-6:
+        raise SystemExit(f"--weights needs one weight per input, summing to 1 (got {weights})")
     loaded = [load_restorer(p) for p in paths]
     restorers = [r for r, _ in loaded]
     metas = [m for _, m in loaded]
@@ -36,14 +41,19 @@ def average(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
     if len(shapes) != 1:
         raise SystemExit("the inputs have different network shapes; only one shape can be averaged")
     mean = {
-        k: (sum(s[k] for s in states) / len(states) if states[0][k].is_floating_point() else states[0][k])
+        k: (
+            sum(w * s[k] for w, s in zip(weights, states, strict=True))
+            if states[0][k].is_floating_point()
+            else states[0][k]
+        )
         for k in states[0]
     }
     soup = restorers[0]
     soup.load_state_dict(mean)
     meta = {
         "averaged_from": [
-            {"path": str(p), "sha256": m["sha256"], "step": m.get("step")} for p, m in zip(paths, metas, strict=True)
+            {"path": str(p), "sha256": m["sha256"], "step": m.get("step"), "weight": w}
+            for p, m, w in zip(paths, metas, weights, strict=True)
         ],
         "ema_decay": metas[0].get("ema_decay", 0.0),
     }
@@ -58,10 +68,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("inputs", type=Path, nargs="+")
+    parser.add_argument(
+        "--weights",
+        type=lambda t: [float(x) for x in t.split(",")],
+        default=None,
+        help="comma list, one per input, summing to 1 (default: equal)",
+    )
     args = parser.parse_args()
     if len(args.inputs) < 2:
         raise SystemExit("give at least two restorer files to average")
-    soup, meta = average(args.inputs)
+    soup, meta = average(args.inputs, args.weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_restorer(soup, args.out, meta)
     print(json.dumps({"out": str(args.out), "inputs": [str(p) for p in args.inputs]}))

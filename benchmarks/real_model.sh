@@ -8,8 +8,9 @@
 #      on the noisy folder with no reference (the choice); score-c scores both on CC15 and PolyU pairs
 #   base: REAL_A, the file A made and weights/ shipped until the soup below replaced it, from git
 #      (C and stage2_real.sh's runs start from it, whatever weights/ holds now)
-#   soup: the shipped file since 2026-12-06: the mean of the weights of C and of stage2_real.sh's
-#      stage-1 run, both fine-tuned from REAL_A (benchmarks/average_weights.py), packaged
+#   soup: R1, the mean of the weights of C and of stage2_real.sh's stage-1 run, both fine-tuned from
+#      REAL_A (benchmarks/average_weights.py; shipped for a few hours of 2026-12-06)
+#   blend: the shipped file since 2026-12-06: 0.85 x run G1 (the default's run) + 0.15 x R1, packaged
 # Both run with one thread each, side by side on a 2-core machine (1 h 49 min for A, 70 min for B).
 # Only the *_real files of PolyU100 are copied for training: their *_mean files are never read.
 set -euo pipefail
@@ -47,9 +48,14 @@ case "${1:-A}" in
     git show d549dbc:weights/lir-unet-real.safetensors > "$REAL_A" ;;
   soup)
     $BIN/python benchmarks/average_weights.py runs/soup/R1.safetensors runs/real-c/restorer.safetensors \
-      runs/s2/stage1/restorer.safetensors
-    $BIN/python benchmarks/package_weights.py runs/soup/R1.safetensors weights/lir-unet-real.safetensors \
-      --min-margin 28 --note "lir-lite-unet: the mean of two stage-1 fine-tunes of the previous lir-unet-real (runs real-c and s2/stage1), CPU" ;;
+      runs/s2/stage1/restorer.safetensors ;;
+  blend)
+    # the no-reference score on the noisy folder peaked near here on the line from G1 to R1
+    # (runs/decision-real-j.txt); G1 is run mix-g1's output, the default's weights on 2026-12-06
+    $BIN/python benchmarks/average_weights.py runs/soup/J15.safetensors runs/mix-g1/restorer.safetensors \
+      runs/soup/R1.safetensors --weights 0.85,0.15
+    $BIN/python benchmarks/package_weights.py runs/soup/J15.safetensors weights/lir-unet-real.safetensors \
+      --min-margin 28 --note "lir-lite-unet: 0.85 x lir-unet-mix run G1 + 0.15 x the mean of two camera-noise fine-tunes, CPU" ;;
   noref-c)
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real "$REAL_A" \
       runs/real-c/checkpoints/step_*.pt runs/real-c/restorer.safetensors ;;

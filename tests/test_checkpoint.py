@@ -73,7 +73,7 @@ def test_pickled_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_average_weights_script_means_every_tensor_and_refuses_other_shapes(tmp_path: Path) -> None:
-    """benchmarks/average_weights.py: each tensor of the output is the inputs' mean; a G_X-only
+    """benchmarks/average_weights.py: each tensor of the output is the inputs' (weighted) mean; a G_X-only
     config difference (not in a restorer file) is allowed, another width is refused."""
     import dataclasses
     import importlib.util
@@ -106,6 +106,14 @@ def test_average_weights_script_means_every_tensor_and_refuses_other_shapes(tmp_
             assert torch.equal(value, a[key])
     assert [s["sha256"] for s in stored["averaged_from"]] == [load_restorer(p)[1]["sha256"] for p in paths]
     assert stored["stage"] == 1 and "noise_model" not in stored  # kept only where the inputs agree
+
+    blend, meta = module.average(paths, [0.75, 0.25])
+    for key, value in blend.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * a[key] + 0.25 * b[key])
+    assert [s["weight"] for s in meta["averaged_from"]] == [0.75, 0.25]
+    with pytest.raises(SystemExit, match="summing to 1"):
+        module.average(paths, [0.5, 0.6])
 
     torch.manual_seed(2)
     wider = save_restorer(build_restorer(dataclasses.replace(tiny, width=8)), tmp_path / "wide.safetensors")

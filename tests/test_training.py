@@ -123,20 +123,25 @@ def test_no_reference_criterion_ranks_restorers_as_the_reference_does() -> None:
     assert abs(estimate["identity"] - truth["identity"]) < 0.5  # the identity's risk is the noise itself
 
 
-#: the Gaussian model (still in weights/, no longer registered) and lir-unet-real: one white-noise,
-#: one camera-noise model, so the rule has a choice to make
-EARLIER_MODELS = [
-    {"name": "lir-unet-gauss", "bundled": True, "file": "weights/lir-unet-gauss.safetensors", "url": "",
-     "sha256": "dec1b0da7c735f4f490633e3922df0caa4338ee09f470984bee924dc38c87063", "size": 10917724},
-    {"name": "lir-unet-real", "bundled": True, "file": "weights/lir-unet-real.safetensors", "url": "",
-     "sha256": "e4e69a11b15f1d07347482f34694659790bb7957a50aaada79b4c31d49417681", "size": 10918196},
-]
+#: the Gaussian model (still in weights/, no longer registered): the white-noise model of the choice
+GAUSS_ENTRY = {"name": "lir-unet-gauss", "bundled": True, "file": "weights/lir-unet-gauss.safetensors", "url": "",
+               "sha256": "dec1b0da7c735f4f490633e3922df0caa4338ee09f470984bee924dc38c87063", "size": 10917724}
+#: what a camera-noise model records (run A of lir-unet-real did, before it became a blend of models)
+CAMERA_DESCRIPTION = ("fitted per image on 95 images: std at mid-gray 2.51 (0-255; 0.00-7.41), spatial blur 0.80 px, "
+                      "channel correlation 0.92, JPEG quality 75 (median of 95 JPEG files)")
 
 
 def test_fitted_noise_chooses_the_nearest_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from invrep_cli import weights
+    from invrep_cli.checkpoint import load_restorer, save_restorer
+    from invrep_cli.fsutil import sha256_file
 
-    (tmp_path / "registry.json").write_text(json.dumps(EARLIER_MODELS), encoding="utf-8")
+    # a white-noise and a camera-noise model of the bundled shape, so the rule has a choice to make
+    gauss = load_restorer(weights.package_root() / GAUSS_ENTRY["file"])[0]
+    camera_file = save_restorer(gauss, tmp_path / "camera.safetensors", {"noise_model": CAMERA_DESCRIPTION})
+    camera_entry = {"name": "camera-model", "bundled": True, "file": str(camera_file), "url": "",
+                    "sha256": sha256_file(camera_file), "size": camera_file.stat().st_size}
+    (tmp_path / "registry.json").write_text(json.dumps([GAUSS_ENTRY, camera_entry]), encoding="utf-8")
     monkeypatch.setenv(weights.REGISTRY_ENV, str(tmp_path / "registry.json"))
     unet = model_preset("lir-lite-unet")
     white = NoiseModel(spec=parse_noise("gaussian:5-50"))
@@ -145,7 +150,7 @@ def test_fitted_noise_chooses_the_nearest_bundled_model(tmp_path: Path, monkeypa
     camera = ImageNoise(gain=(1e-4,) * 3, floor=(1e-5,) * 3, blur=0.8, jpeg_quality=75,
                         channel_corr=((1, 0.9, 0.9), (0.9, 1, 0.9), (0.9, 0.9, 1)))  # fmt: skip
     path, why = choose_init_weights("auto", unet, NoiseModel(fitted=(camera,)))
-    assert path is not None and path.endswith("lir-unet-real.safetensors"), why
+    assert path == str(camera_file), why
     assert choose_init_weights("auto", model_preset("lir"), white)[0] is None  # another shape: random weights
     assert choose_init_weights("none", unet, white)[0] is None
     assert traits_of_description("x; own = gaussian:0-50 (the --synthetic spec)").blur == 0.0
