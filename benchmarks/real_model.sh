@@ -9,7 +9,7 @@
 #   base: REAL_A, the file A made and weights/ shipped until the soup below replaced it, from git
 #      (C and stage2_real.sh's runs start from it, whatever weights/ holds now)
 #   soup: R1, the mean of the weights of C and of stage2_real.sh's stage-1 run, both fine-tuned from
-#      REAL_A (benchmarks/average_weights.py; shipped for a few hours of 2026-12-06)
+#      REAL_A (benchmarks/average_weights.py; shipped for under an hour on 2026-12-06)
 #   blend: the shipped file since 2026-12-06: 0.85 x run G1 (the default's run) + 0.15 x R1, packaged
 # Both run with one thread each, side by side on a 2-core machine (1 h 49 min for A, 70 min for B).
 # Only the *_real files of PolyU100 are copied for training: their *_mean files are never read.
