@@ -4,8 +4,8 @@
 # CBSD432 training split (clean; `bash benchmarks/default_model.sh data` makes both folders).
 # They start from REAL_A, the lir-unet-real file of 2026-12-03 (`bash benchmarks/real_model.sh base`).
 #   bash benchmarks/stage2_real.sh stage1   # --time T of stage 1 alone (SEED, OUT: another run of it;
-#                                           # the soup's second ingredient: SEED=5 T=50m OUT=runs/s2/stage1-b
-#                                           # on one thread beside another run)
+#                                           # R3's third ingredient: OMP_NUM_THREADS=1 SEED=5 T=50m
+#                                           # OUT=runs/s2/stage1-b, on one thread beside another run)
 #   bash benchmarks/stage2_real.sh lir      # --time T: LIR_STEPS of stage 2 (frozen restorer for the
 #                                           # first FREEZE, G_X begun as the noise model, anchor on),
 #                                           # stage 1 gets what is left
