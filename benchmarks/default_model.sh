@@ -14,6 +14,8 @@
 #          by side on one thread each
 #   train-g3: G1's recipe again with another seed (9), on one thread, for a mean of G1's and G3's
 #          weights (benchmarks/average_weights.py); G1 alone stays unless the mean wins (runs/decision-g3.txt)
+#   train-t: candidates T25 and T38, G1 fine-tuned 3000 steps with lir-unet-real as --teacher on the
+#          noisy folder's own crops (a quarter and 3/8 of each batch), side by side on one thread each
 #   held:  scores checkpoints on 8 of the held-out images under every kind of noise (held_out.py)
 #   noref: ranks checkpoints on the noisy folder with no reference (noref_choice.py)
 set -euo pipefail
@@ -102,6 +104,38 @@ PY
       g_run mix-g2 3800 8 96 &
       wait
     fi ;;
+  train-t)
+    # candidates T25 and T38: G1 (the default) taught by lir-unet-real on the real camera noise. The
+    # no-reference score said G1 leaves camera noise in that the fitted model does not teach
+    # (runs/decision-g3.txt, README "criterion"); `--teacher` shows stage 1 the noisy folder's own
+    # crops with J15's outputs as targets, on 4 or 6 of each batch of 16. The other components keep
+    # G1's crops per batch (the shares below are F1's, rescaled over the synthetic crops), so only
+    # `own` crops give way. The 12 photos the no-reference choice reads are left out of the folder.
+    git show 4341f66:weights/lir-unet-mix.safetensors > runs/g1.safetensors
+    git show 4341f66:weights/lir-unet-real.safetensors > runs/j15.safetensors
+    $BIN/python - <<'PY'
+import os
+import numpy as np
+from invrep_cli.data import list_images
+files = list_images("runs/data/PolyU100-real")
+scored = {int(i) for i in np.unique(np.linspace(0, len(files) - 1, 12).astype(int))}  # noref_choice.py's picks
+os.makedirs("runs/data/PolyU100-taught", exist_ok=True)
+for i, f in enumerate(files):
+    dst = os.path.join("runs/data/PolyU100-taught", f.name)
+    if i not in scored and not os.path.exists(dst):
+        os.symlink(os.path.realpath(f), dst)
+PY
+    t_run() {
+      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
+        --noisy runs/data/PolyU100-taught --clean runs/data/CBSD432-train \
+        --init-weights runs/g1.safetensors --out "runs/$1" --noise-mix "$2" \
+        --teacher runs/j15.safetensors --teacher-share "$3" \
+        --steps 3000 --warmup-steps 3000 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
+        --workers 1 --w-semantic 0 --seed 10 --checkpoint-every 300 --keep 20
+    }
+    t_run mix-t25 "clean=0.067,gaussian:0-50=0.227,poisson-gaussian:1-50=0.107,correlated:1-50=0.107,own=0.492" 0.25 &
+    t_run mix-t38 "clean=0.08,gaussian:0-50=0.272,poisson-gaussian:1-50=0.128,correlated:1-50=0.128,own=0.392" 0.375 &
+    wait ;;
   noref)
     # checkpoints as CKPTS (space list), ranked on the noisy folder with no reference
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real $CKPTS ;;

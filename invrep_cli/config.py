@@ -204,6 +204,12 @@ class TrainConfig:
     #: domain's, when ``model`` is the bundled models' shape; else from scratch), "none" (from
     #: scratch) or a restorer file (fine-tuning; its model config is used)
     init_weights: str = INIT_AUTO
+    #: stage 1: a restorer file whose outputs on the user's own noisy crops are the targets of a
+    #: ``teacher_share`` of each batch (distillation): the real noise, which no fitted model draws
+    #: exactly, next to the synthetic crops. None: every crop is synthetic (LIR's warm start)
+    teacher: str | None = None
+    #: share of each stage-1 batch taken from the noisy folder with the teacher's output as target
+    teacher_share: float = 0.0
     #: stage 2: E_X and G_Y stay frozen (bit-identical) for this many steps after the boundary while
     #: the networks stage 2 adds learn, so the cross-cycle term never trains the restorer on images
     #: made by an untrained G_X
@@ -273,6 +279,12 @@ class TrainConfig:
         need(0.0 <= self.gray_fraction <= 1.0, f"--gray-fraction must be in [0, 1], got {self.gray_fraction}")
         need(0.0 <= self.jpeg_fraction <= 1.0, f"--jpeg-fraction must be in [0, 1], got {self.jpeg_fraction}")
         need(0.0 <= self.ema_decay < 1.0, f"--ema must be in [0, 1), got {self.ema_decay}")
+        need(0.0 <= self.teacher_share < 1.0, f"--teacher-share must be in [0, 1), got {self.teacher_share}")
+        need(
+            (self.teacher is None) == (self.teacher_share == 0.0),
+            "--teacher and --teacher-share go together: a teacher file and a share of the batch above 0",
+        )
+        need(self.teacher is None or self.noisy_dir is not None, "--teacher restores crops of --noisy: give --noisy")
         for f in dataclasses.fields(LossWeights):
             need(getattr(self.losses, f.name) >= 0, f"loss weight {f.name} must be >= 0")
         need(

@@ -53,14 +53,21 @@ class TrainingForward:
 
 
 def warm_start_objective(
-    forward: TrainingForward, noise_model: NoiseModel, clean: torch.Tensor, gray_fraction: float = 0.0
+    forward: TrainingForward,
+    noise_model: NoiseModel,
+    clean: torch.Tensor,
+    gray_fraction: float = 0.0,
+    taught: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[Terms, Images]:
     """Stage 1: L1 between G_Y(E_X(n(y))) and y for clean crops y in [-1, 1]. No latent noise: this
     path is the restorer exactly as it runs at inference.
 
     A ``gray_fraction`` of the crops is made gray as restore feeds a gray image: one channel (the
     channel mean) with its noise, replicated to three, so the restorer learns noise it cannot tell
-    from the channels' differences."""
+    from the channels' differences.
+
+    ``taught``: (real noisy crops, a teacher restorer's outputs on them), both in [-1, 1], restored
+    in the same batch and counted in the same L1, one term per crop as the synthetic ones."""
     clean01 = (clean.float() + 1.0) * 0.5
     synthetic = noise_model.sample(clean01)
     gray = torch.rand(clean.shape[0], device=clean.device) < gray_fraction
@@ -71,6 +78,9 @@ def warm_start_objective(
         synthetic[gray] = noise_model.sample(luma).expand(-1, 3, -1, -1)
     target = clean01 * 2.0 - 1.0
     synthetic = synthetic * 2.0 - 1.0
+    if taught is not None:
+        synthetic = torch.cat([synthetic, taught[0].to(synthetic.dtype)])
+        target = torch.cat([target, taught[1].to(target.dtype)])
     restored = forward.decode_clean(*forward.encode("noisy_encoder", synthetic), synthetic)
     terms = {"warmup_l1": l1(restored.float(), target)}
     images = {"x": synthetic.detach(), "x_ab": restored.detach(), "y": target.detach(), "x_ba": synthetic.detach()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -410,3 +411,68 @@ def test_stage1_learning_rate_ramps_up_then_decays() -> None:
     assert all(a <= b for a, b in zip(factors[:peak], factors[1 : peak + 1], strict=True))
     assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1 :], strict=False))
     assert warmup_lr_factor(5000, 1200) == pytest.approx(0.01)
+
+
+def test_teacher_targets_a_share_of_stage1_crops(tiny_config: ModelConfig) -> None:
+    """--teacher: a share of each stage-1 batch is the noisy crops x with the frozen teacher's outputs
+    as targets; the rest stays synthetic, and the teacher does not learn."""
+    from invrep_cli.models import build_restorer
+
+    torch.manual_seed(0)
+    teacher = build_restorer(tiny_config)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    model = LIRModel(
+        tiny_config,
+        TrainConfig(out_dir="unused", clean_dir="unused", noisy_dir="unused", model=tiny_config,
+                    losses=LossWeights(semantic=0.0), teacher="teacher.safetensors", teacher_share=0.5),
+        warmup_steps=2, noise_model=NoiseModel(spec=parse_noise("gaussian:25")), teacher=teacher,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    x, y = (torch.rand(4, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+    assert model.taught_count(4) == 2 and model.taught_count(1) == 0
+    terms = model.train_step((x, y))
+    assert torch.isfinite(terms["warmup_l1"])
+    seen, target = model.visuals["x"], model.visuals["y"]
+    assert seen.shape[0] == 4
+    assert torch.equal(seen[2:], x[:2])  # the real crops, as they came
+    with torch.no_grad():
+        assert torch.allclose(target[2:], teacher((x[:2] + 1) * 0.5) * 2 - 1)
+    assert not torch.equal(seen[:2], y[2:])  # the synthetic half has noise drawn on y's crops
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"teacher_share": 0.3}, "go together"),
+        ({"teacher": "t.safetensors"}, "go together"),
+        ({"teacher": "t.safetensors", "teacher_share": 1.0}, "[0, 1)"),
+        ({"teacher": "t.safetensors", "teacher_share": 0.3, "noisy_dir": None}, "give --noisy"),
+    ],
+)
+def test_teacher_options_are_checked(extra: dict[str, Any], message: str) -> None:
+    fields = {"out_dir": "o", "clean_dir": "c", "noisy_dir": "n", **extra}
+    with pytest.raises(UsageError, match=re.escape(message)):
+        TrainConfig(**fields)
+
+
+def test_train_with_a_teacher_through_the_cli(tmp_path: Path, clean_dir: Path) -> None:
+    from invrep_cli.checkpoint import save_restorer
+    from invrep_cli.models import build_restorer
+
+    config = model_preset("lir-lite-unet", width=4, disc_width=4, n_res_blocks=1, disc_scales=2)
+    teacher = save_restorer(build_restorer(config), tmp_path / "teacher.safetensors")
+    _noisy_photos(tmp_path / "noisy", 2, sigma=0.06)
+    out = tmp_path / "run"
+    args = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), "--out", str(out),
+            "--init-weights", str(teacher), "--teacher", str(teacher), "--teacher-share", "0.5",
+            "--steps", "2", "--warmup-steps", "2", "--batch-size", "2", "--crop-size", "32", "--workers", "0",
+            "--device", "cpu", "--report-images", "0", "--quiet"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    start = next(json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"start"' in line)
+    assert start["teacher"] == f"{teacher} on 0.5 of each stage-1 batch"
+    missing_teacher = ["--out", str(tmp_path / "run2"), "--teacher", str(tmp_path / "no.safetensors")]
+    missing = runner.invoke(app, [*args[:-1], *missing_teacher])
+    assert missing.exit_code != 0 and "no.safetensors" in " ".join(missing.output.split())

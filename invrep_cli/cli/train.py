@@ -195,6 +195,20 @@ def train_command(
             panel=_MODEL,
         ),
     ] = _TC["init_weights"],
+    teacher: Annotated[
+        Path | None,
+        _opt(
+            "--teacher",
+            metavar="PATH",
+            help="Stage 1 also learns from the real noise: a --teacher-share of each batch is crops of --noisy, "
+            "with this restorer's outputs on them as targets (e.g. a model trained for this noise alone).",
+            panel=_DATA,
+        ),
+    ] = None,
+    teacher_share: Annotated[
+        float,
+        _opt("--teacher-share", help="Share of each stage-1 batch taught by --teacher (0-1, below 1).", panel=_DATA),
+    ] = _TC["teacher_share"],
     batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = _TC[
         "batch_size"
     ],
@@ -304,7 +318,7 @@ def _config(
     *, out: Path, clean: Path, noisy: Path | None, synthetic: str | None, val_noisy: Path | None,
     val_clean: Path | None, config: str, width: int | None, res_blocks: int | None, disc_scales: int | None,
     decoder_norm: str | None, noise_scale: str, time_budget: str | None, init_weights: str,
-    vgg_weights: Path | None, ema: float, keep: int, lir_freeze: int,
+    teacher: Path | None, vgg_weights: Path | None, ema: float, keep: int, lir_freeze: int,
     w_domain_adv: float, w_repr_adv: float, w_self_rec: float, w_cycle: float, w_latent: float,
     w_background: float, w_semantic: float, w_anchor: float, **rest: Any,
 ) -> TrainConfig:
@@ -340,6 +354,7 @@ def _config(
         noise_scale=_scale_range(noise_scale),
         time_budget=parse_duration(time_budget) if time_budget is not None else None,
         init_weights=init_weights,
+        teacher=str(teacher) if teacher else None,
         vgg_weights=str(vgg_weights) if vgg_weights else None,
         ema_decay=ema,
         keep_checkpoints=keep,

@@ -194,6 +194,9 @@ class Trainer:
             emit=self.emit,
             warn=self.warn,
         )
+        teacher = None
+        if cfg.teacher is not None and warmup > 0:
+            teacher, _ = load_restorer(cfg.teacher)
         self.model = LIRModel(
             model_config,
             cfg,
@@ -204,6 +207,7 @@ class Trainer:
             vgg=vgg,
             dist=self.dist,
             init_state=init_state,
+            teacher=teacher,
         )
         if ckpt is not None:
             self.model.load_state_dict(ckpt, warn=self.warn)
@@ -236,6 +240,7 @@ class Trainer:
             "lir_steps": total - warmup,
             "init_weights": self.init_note,
             "noise_model": noise_model.describe() if noise_model else None,
+            "teacher": f"{cfg.teacher} on {cfg.teacher_share:g} of each stage-1 batch" if teacher else None,
             "plan": self.plan,
         }
         self.log(start)

@@ -78,6 +78,7 @@ class LIRModel:
         vgg: nn.Module | None = None,
         dist: DistInfo | None = None,
         init_state: dict[str, torch.Tensor] | None = None,
+        teacher: Restorer | None = None,
     ) -> None:
         self.config = model_config
         self.cfg = cfg
@@ -93,6 +94,10 @@ class LIRModel:
         #: images of the last step for sample sheets: noisy x, restored x_ab, clean y, synthetic x_ba
         self.visuals: dict[str, torch.Tensor] = {}
 
+        #: stage 1's teacher (``cfg.teacher``): frozen, in eval mode, never saved (its file is the record)
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.to(self.device).eval().requires_grad_(False)
         self.nets: LIRNetworks = build_models(model_config)
         for _, module in self.nets.items():
             module.to(self.device)
@@ -215,8 +220,17 @@ class LIRModel:
         detached loss terms by name. Stage 1 ignores ``x`` (its noisy images are drawn onto ``y``)."""
         x, y = (self.prepare(t) for t in batch)
         if self.in_warmup:
+            taught_count = self.taught_count(y.shape[0])
+            taught = None
+            if taught_count:
+                real = x[:taught_count]
+                with torch.no_grad():  # the teacher's outputs are targets, in fp32 whatever the autocast
+                    taught = (real, self.teacher((real.float() + 1.0) * 0.5) * 2.0 - 1.0)
+                y = y[taught_count:]
             with self.autocast():
-                terms, images = warm_start_objective(self.forward, self.noise_model, y, self.cfg.gray_fraction)
+                terms, images = warm_start_objective(
+                    self.forward, self.noise_model, y, self.cfg.gray_fraction, taught=taught
+                )
             self._backward_step("warmup", terms["warmup_l1"])
             self.warmup_scheduler.step()
             terms = {k: v.detach() for k, v in terms.items()}
@@ -240,6 +254,14 @@ class LIRModel:
         self.visuals = images
         self.step += 1
         return terms
+
+    def taught_count(self, batch: int) -> int:
+        """How many of a stage-1 batch of ``batch`` crops are real noisy crops with the teacher's
+        output as target: the share, rounded, at least 1 where there is a teacher, and never the
+        whole batch (the synthetic crops keep what stage 1 learns from the clean domain)."""
+        if self.teacher is None or batch < 2:
+            return 0
+        return min(batch - 1, max(1, round(self.cfg.teacher_share * batch)))
 
     def _backward_step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
         opt, scaler = self.optimizers[name], self.scalers[name]
