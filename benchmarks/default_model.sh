@@ -16,6 +16,7 @@
 #          weights (benchmarks/average_weights.py); G1 alone stays unless the mean wins (runs/decision-g3.txt)
 #   train-t: candidates T25 and T38, G1 fine-tuned 3000 steps with lir-unet-real as --teacher on the
 #          noisy folder's own crops (a quarter and 3/8 of each batch), side by side on one thread each
+#   train-u: candidate U, run T25 fine-tuned 1500 steps with the teacher's 8-orientation mean as targets
 #   held:  scores checkpoints on 8 of the held-out images under every kind of noise (held_out.py)
 #   noref: ranks checkpoints on the noisy folder with no reference (noref_choice.py)
 set -euo pipefail
@@ -136,6 +137,17 @@ PY
     t_run mix-t25 "clean=0.067,gaussian:0-50=0.227,poisson-gaussian:1-50=0.107,correlated:1-50=0.107,own=0.492" 0.25 &
     t_run mix-t38 "clean=0.08,gaussian:0-50=0.272,poisson-gaussian:1-50=0.128,correlated:1-50=0.128,own=0.392" 0.375 &
     wait ;;
+  train-u)
+    # candidate U: run T25 (the default since 2026-12-06's fifth session) taught again by
+    # lir-unet-real, now with its mean over the 8 orientations as targets (restore's
+    # --self-ensemble 8 gave the default +0.10 dB on CC15), T25's mix and share, on both threads
+    OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
+      --noisy runs/data/PolyU100-taught --clean runs/data/CBSD432-train \
+      --init-weights runs/mix-t25/restorer-stage1.safetensors --out runs/mix-u \
+      --noise-mix "clean=0.067,gaussian:0-50=0.227,poisson-gaussian:1-50=0.107,correlated:1-50=0.107,own=0.492" \
+      --teacher runs/j15.safetensors --teacher-share 0.25 --teacher-ensemble 8 \
+      --steps 1500 --warmup-steps 1500 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
+      --workers 1 --w-semantic 0 --seed 11 --checkpoint-every 250 --keep 10 ;;
   noref)
     # checkpoints as CKPTS (space list), ranked on the noisy folder with no reference
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real $CKPTS ;;

@@ -210,6 +210,9 @@ class TrainConfig:
     teacher: str | None = None
     #: share of each stage-1 batch taken from the noisy folder with the teacher's output as target
     teacher_share: float = 0.0
+    #: the teacher's targets are the mean over this many orientations of each crop (restore's
+    #: --self-ensemble: 1, 2, 4 or 8), closer to the clean image than one pass
+    teacher_ensemble: int = 1
     #: stage 2: E_X and G_Y stay frozen (bit-identical) for this many steps after the boundary while
     #: the networks stage 2 adds learn, so the cross-cycle term never trains the restorer on images
     #: made by an untrained G_X
@@ -285,6 +288,10 @@ class TrainConfig:
             "--teacher and --teacher-share go together: a teacher file and a share of the batch above 0",
         )
         need(self.teacher is None or self.noisy_dir is not None, "--teacher restores crops of --noisy: give --noisy")
+        need(
+            self.teacher_ensemble in (1, 2, 4, 8),
+            f"--teacher-ensemble must be 1, 2, 4 or 8, got {self.teacher_ensemble}",
+        )
         for f in dataclasses.fields(LossWeights):
             need(getattr(self.losses, f.name) >= 0, f"loss weight {f.name} must be >= 0")
         need(

@@ -442,9 +442,35 @@ def test_teacher_targets_a_share_of_stage1_crops(tiny_config: ModelConfig) -> No
     assert not any(p.requires_grad for p in teacher.parameters())
 
 
+def test_teacher_ensemble_targets_are_the_mean_over_orientations(tiny_config: ModelConfig) -> None:
+    from invrep_cli.models import build_restorer
+
+    torch.manual_seed(0)
+    teacher = build_restorer(tiny_config)
+    cfg = dict(out_dir="u", clean_dir="u", noisy_dir="u", model=tiny_config, losses=LossWeights(semantic=0.0),
+               teacher="t.safetensors", teacher_share=0.5)  # fmt: skip
+    noise = NoiseModel(spec=parse_noise("gaussian:25"))
+    one = LIRModel(tiny_config, TrainConfig(**cfg), warmup_steps=1, noise_model=noise, teacher=teacher)
+    eight = LIRModel(
+        tiny_config, TrainConfig(**cfg, teacher_ensemble=8), warmup_steps=1, noise_model=noise, teacher=teacher
+    )
+    crops = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    def one_orientation(turns: int, mirrored: bool) -> torch.Tensor:
+        seen = torch.rot90(torch.flip(crops, [3]) if mirrored else crops, turns, (2, 3))
+        back = torch.rot90(teacher(seen), -turns, (2, 3))
+        return torch.flip(back, [3]) if mirrored else back
+
+    with torch.no_grad():
+        by_hand = sum(one_orientation(t, m) for t in range(4) for m in (False, True)) / 8
+    assert torch.allclose(eight.teach(crops), by_hand, atol=1e-5)
+    assert torch.equal(one.teach(crops), teacher(crops).detach())
+    assert not torch.allclose(eight.teach(crops), one.teach(crops), atol=1e-4)  # the orientations differ
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
+        ({"teacher": "t.safetensors", "teacher_share": 0.3, "teacher_ensemble": 3}, "1, 2, 4 or 8"),
         ({"teacher_share": 0.3}, "go together"),
         ({"teacher": "t.safetensors"}, "go together"),
         ({"teacher": "t.safetensors", "teacher_share": 1.0}, "[0, 1)"),

@@ -209,6 +209,15 @@ def train_command(
         float,
         _opt("--teacher-share", help="Share of each stage-1 batch taught by --teacher (0-1, below 1).", panel=_DATA),
     ] = _TC["teacher_share"],
+    teacher_ensemble: Annotated[
+        int,
+        _opt(
+            "--teacher-ensemble",
+            help="The teacher's targets are its mean over N orientations of each crop (1, 2, 4 or 8; as restore's "
+            "--self-ensemble).",
+            panel=_DATA,
+        ),
+    ] = _TC["teacher_ensemble"],
     batch_size: Annotated[int, _opt("--batch-size", "-b", help="Images per domain per step (per process).")] = _TC[
         "batch_size"
     ],

@@ -240,7 +240,12 @@ class Trainer:
             "lir_steps": total - warmup,
             "init_weights": self.init_note,
             "noise_model": noise_model.describe() if noise_model else None,
-            "teacher": f"{cfg.teacher} on {cfg.teacher_share:g} of each stage-1 batch" if teacher else None,
+            "teacher": (
+                f"{cfg.teacher} on {cfg.teacher_share:g} of each stage-1 batch"
+                + (f", mean of {cfg.teacher_ensemble} orientations" if cfg.teacher_ensemble > 1 else "")
+                if teacher
+                else None
+            ),
             "plan": self.plan,
         }
         self.log(start)

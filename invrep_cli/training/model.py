@@ -20,6 +20,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -224,8 +225,7 @@ class LIRModel:
             taught = None
             if taught_count:
                 real = x[:taught_count]
-                with torch.no_grad():  # the teacher's outputs are targets, in fp32 whatever the autocast
-                    taught = (real, self.teacher((real.float() + 1.0) * 0.5) * 2.0 - 1.0)
+                taught = (real, self.teach((real.float() + 1.0) * 0.5) * 2.0 - 1.0)
                 y = y[taught_count:]
             with self.autocast():
                 terms, images = warm_start_objective(
@@ -254,6 +254,22 @@ class LIRModel:
         self.visuals = images
         self.step += 1
         return terms
+
+    @torch.no_grad()
+    def teach(self, real01: torch.Tensor) -> torch.Tensor:
+        """The teacher's targets for real noisy crops in [0, 1]: one pass, or the mean over
+        ``cfg.teacher_ensemble`` orientations (restore's self-ensemble), in fp32 whatever the autocast."""
+        assert self.teacher is not None
+        teacher = self.teacher
+        if self.cfg.teacher_ensemble == 1:
+            return teacher(real01)
+        from invrep_cli.ensemble import self_ensemble
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return teacher(torch.from_numpy(batch).to(real01.device)).cpu().numpy()
+
+        mean = self_ensemble(run, real01.cpu().numpy(), self.cfg.teacher_ensemble)
+        return torch.from_numpy(mean).to(real01.device)
 
     def taught_count(self, batch: int) -> int:
         """How many of a stage-1 batch of ``batch`` crops are real noisy crops with the teacher's
