@@ -146,6 +146,8 @@ class Trainer:
         else:
             model_config = cfg.model
         check_crop(model_config, cfg.crop_size)
+        # before the folders are scanned and the noise fitted: a wrong --teacher path fails at once
+        teacher = load_restorer(cfg.teacher)[0] if cfg.teacher is not None else None
         self.data: TrainData = prepare_data(
             clean_dir=cfg.clean_dir,
             noisy_dir=cfg.noisy_dir,
@@ -194,9 +196,8 @@ class Trainer:
             emit=self.emit,
             warn=self.warn,
         )
-        teacher = None
-        if cfg.teacher is not None and warmup > 0:
-            teacher, _ = load_restorer(cfg.teacher)
+        if warmup == 0:
+            teacher = None  # stage 1 alone reads it
         self.model = LIRModel(
             model_config,
             cfg,
@@ -240,16 +241,16 @@ class Trainer:
             "lir_steps": total - warmup,
             "init_weights": self.init_note,
             "noise_model": noise_model.describe() if noise_model else None,
-            "teacher": (
-                f"{cfg.teacher} on {cfg.teacher_share:g} of each stage-1 batch"
-                + (f", mean of {cfg.teacher_ensemble} orientations" if cfg.teacher_ensemble > 1 else "")
-                if teacher
-                else None
-            ),
+            "teacher": self._teacher_note() if teacher else None,
             "plan": self.plan,
         }
         self.log(start)
         self.emit(start)
+
+    def _teacher_note(self) -> str:
+        cfg = self.cfg
+        ensemble = f", mean of {cfg.teacher_ensemble} orientations" if cfg.teacher_ensemble > 1 else ""
+        return f"{cfg.teacher} on {cfg.teacher_share:g} of each stage-1 batch{ensemble}"
 
     def _resumed_total(self, ckpt: dict[str, Any], warmup: int) -> int:
         """A resumed run's total: --steps, else its stage 1 plus --lir-steps, else the run's own
