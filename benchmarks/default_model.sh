@@ -17,6 +17,7 @@
 #   train-t: candidates T25 and T38, G1 fine-tuned 3000 steps with lir-unet-real as --teacher on the
 #          noisy folder's own crops (a quarter and 3/8 of each batch), side by side on one thread each
 #   train-u: candidate U, run T25 fine-tuned 1500 steps with the teacher's 8-orientation mean as targets
+#   train-v: round V, T25 fine-tuned 3000 steps blind (VB) and conditioned on the noise level (VL)
 #   held:  scores checkpoints on 8 of the held-out images under every kind of noise (held_out.py)
 #   noref: ranks checkpoints on the noisy folder with no reference (noref_choice.py)
 set -euo pipefail
@@ -148,6 +149,23 @@ PY
       --teacher runs/j15.safetensors --teacher-share 0.25 --teacher-ensemble 8 \
       --steps 1500 --warmup-steps 1500 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
       --workers 1 --w-semantic 0 --seed 11 --checkpoint-every 250 --keep 10 ;;
+  train-v)
+    # round V, issue 17 item 2 at equal cost: T25 (the default) fine-tuned 3000 more stage-1 steps
+    # with T25's own recipe, once blind (VB, the control) and once conditioned on each image's
+    # estimated noise level (VL, --level-input; its level weights start at zero, so it starts as
+    # T25). Same seed, so both draw the same crops and noise; one thread each, side by side.
+    v_run() {
+      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
+        --noisy runs/data/PolyU100-taught --clean runs/data/CBSD432-train \
+        --init-weights runs/mix-t25/restorer-stage1.safetensors --out "runs/$1" \
+        --noise-mix "clean=0.067,gaussian:0-50=0.227,poisson-gaussian:1-50=0.107,correlated:1-50=0.107,own=0.492" \
+        --teacher runs/j15.safetensors --teacher-share 0.25 \
+        --steps 3000 --warmup-steps 3000 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
+        --workers 1 --w-semantic 0 --seed 12 --checkpoint-every 300 --keep 20 "${@:2}"
+    }
+    v_run mix-vb &
+    v_run mix-vl --level-input &
+    wait ;;
   noref)
     # checkpoints as CKPTS (space list), ranked on the noisy folder with no reference
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real $CKPTS ;;

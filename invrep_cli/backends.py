@@ -43,12 +43,13 @@ class Backend(Protocol):
     size_multiple: int  # tiles must be multiples of this (4 for the default shape)
     context_margin: int  # px of context each tile needs so its centre equals whole-image output
     accepts_gray: bool  # run() takes N x 1 x H x W too (else gray is replicated to RGB)
+    level_input: bool  # a conditioned restorer: run() wants each image's noise level (level.py)
     weights_sha256: str  # of the weights file: a folder run's record compares it
     on_warning: Callable[[str], None]  # one-line warnings while running (e.g. an fp32 fallback)
     metadata: dict[str, Any]  # what the weights file says about itself (model config, margin, provenance)
     notes: list[str]  # what loading found worth saying (e.g. an older graph loaded unchecked)
 
-    def run(self, batch: np.ndarray) -> np.ndarray: ...  # N x C x H x W float32 in [0,1] -> same
+    def run(self, batch: np.ndarray, level: float | None = None) -> np.ndarray: ...  # N x C x H x W in [0,1] -> same
 
     def free_memory(self) -> int: ...  # bytes free for activations on the device that runs
 
@@ -121,6 +122,7 @@ class TorchBackend:
         self.metadata: dict[str, Any] = meta
         self.weights_sha256 = str(meta["sha256"])
         self.config = model.config
+        self.level_input = model.config.level_input
         self.weights_path = Path(weights)
         self.size_multiple = model.size_multiple
         self.receptive_field = receptive_field(model.config)
@@ -165,18 +167,20 @@ class TorchBackend:
         name = self.precision_16bit if bits > 8 else self.precision_8bit
         self.precision, self.dtype, self.model = name, self._dtypes[name], self._models[name]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, level: float | None = None) -> np.ndarray:
+        """``level``: the whole image's noise level for a conditioned restorer (None: each batch's own)."""
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         with torch.inference_mode():
             x = x.to(self.torch_device, non_blocking=True).contiguous(memory_format=self.memory_format)
-            y = self.model(x.to(self.dtype))
+            levels = None if level is None else torch.full((x.shape[0],), float(level), device=self.torch_device)
+            y = self.model(x.to(self.dtype)) if levels is None else self.model(x.to(self.dtype), levels)
             if self.precision != "fp32" and not bool(torch.isfinite(y).all()):
-                y = self._fp32_fallback(x)
+                y = self._fp32_fallback(x, levels)
             return y.float().cpu().numpy()
 
-    def _fp32_fallback(self, x: Any) -> Any:
+    def _fp32_fallback(self, x: Any, levels: Any = None) -> Any:
         self.half_fallbacks += 1
         message = f"{self.precision} output had NaN/inf: batch recomputed in fp32"
         if self.half_fallbacks >= _MAX_HALF_FALLBACKS:
@@ -185,7 +189,7 @@ class TorchBackend:
             self._models.setdefault("fp32", self.model_fp32)
             self.select_bit_depth(8)
         self.on_warning(message)
-        return self.model_fp32(x)
+        return self.model_fp32(x) if levels is None else self.model_fp32(x, levels)
 
     def bytes_per_pixel(self) -> float:
         """Peak inference memory per input pixel: measured on CUDA, estimated on CPU."""

@@ -52,6 +52,10 @@ class ModelConfig:
     #: and never ships; with --gx-noise-model it only learns what the fitted noise gets wrong
     gx_res_blocks: int | None = None
     gx_up_kernel: int = 5
+    #: E_X reads a noise-level map beside the image (``level.py``): the level estimated from the
+    #: image it is given, one constant channel, FFDNet-style (issue 17, item 2; measured against the
+    #: blind restorer in the mix model's card)
+    level_input: bool = False
 
     @property
     def latent_channels(self) -> int:

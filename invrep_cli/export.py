@@ -270,6 +270,12 @@ def export_onnx(
         raise UsageError(f"--onnx {out}: the output file name must end in .onnx")
 
     restorer, meta = load_restorer(weights)
+    if restorer.config.level_input:
+        # the graph would need the level as a second input, and ONNX restore to read it per image
+        raise UsageError(
+            f"{weights} is a conditioned restorer (trained with --level-input); ONNX export takes blind "
+            "restorers only: restore it with --backend torch"
+        )
     min_size = restorer.size_multiple + 1
     if calibration is not None and calibration.crop_size - 3 < min_size:
         raise UsageError(f"--calibration-size {calibration.crop_size}: must be >= {min_size + 3}")

@@ -204,6 +204,7 @@ class OnnxBackend:
 
     name = "onnx"
     accepts_gray = False  # the graph takes 3 channels
+    level_input = False  # export refuses conditioned restorers
 
     def __init__(
         self, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto", threads: int | None = None
@@ -238,7 +239,7 @@ class OnnxBackend:
         self.width = int(config.get("width", 64)) if isinstance(config, dict) else 64
         self.weights_sha256 = sha256_file(self.path)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, level: float | None = None) -> np.ndarray:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W, got {batch.shape}")
         h, w = batch.shape[-2:]

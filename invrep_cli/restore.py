@@ -39,6 +39,7 @@ Folder runs behave like a build tool:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
@@ -323,13 +324,20 @@ def restore_pixels(
     """
     h, w, channels = pixels.shape
     plan = plan_tiles(h, w, tile, overlap, backend.context_margin, backend.size_multiple)
+    # a conditioned restorer is told the whole image's level in every tile, so tiles agree
+    level = None
+    if backend.level_input:
+        from invrep_cli.level import image_level  # torch: only a torch backend is ever conditioned
+
+        level = image_level(pixels)
+    run_backend = backend.run if level is None else functools.partial(backend.run, level=level)
     if channels == 1 and not backend.accepts_gray:
 
         def model(batch: np.ndarray) -> np.ndarray:
-            return backend.run(np.repeat(batch, 3, axis=1)).mean(axis=1, keepdims=True)
+            return run_backend(np.repeat(batch, 3, axis=1)).mean(axis=1, keepdims=True)
 
     else:
-        model = backend.run
+        model = run_backend
 
     def run(batch: np.ndarray) -> np.ndarray:
         restored = self_ensemble_of(model, batch, self_ensemble) if self_ensemble > 1 else model(batch)

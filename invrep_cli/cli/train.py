@@ -87,6 +87,15 @@ def train_command(
         str | None,
         _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL),
     ] = None,
+    level_input: Annotated[
+        bool,
+        _opt(
+            "--level-input",
+            help="Conditioned restorer: E_X also reads each image's estimated noise level (a constant map, "
+            "FFDNet-style). Off by default; the model card says how it measured against the blind restorer.",
+            panel=_MODEL,
+        ),
+    ] = False,
     steps: Annotated[
         int | None,
         _opt(
@@ -326,7 +335,7 @@ def train_command(
 def _config(
     *, out: Path, clean: Path, noisy: Path | None, synthetic: str | None, val_noisy: Path | None,
     val_clean: Path | None, config: str, width: int | None, res_blocks: int | None, disc_scales: int | None,
-    decoder_norm: str | None, noise_scale: str, time_budget: str | None, init_weights: str,
+    decoder_norm: str | None, level_input: bool, noise_scale: str, time_budget: str | None, init_weights: str,
     teacher: Path | None, vgg_weights: Path | None, ema: float, keep: int, lir_freeze: int,
     w_domain_adv: float, w_repr_adv: float, w_self_rec: float, w_cycle: float, w_latent: float,
     w_background: float, w_semantic: float, w_anchor: float, **rest: Any,
@@ -343,7 +352,7 @@ def _config(
     try:
         model = model_preset(
             config, width=width, disc_width=width, n_res_blocks=res_blocks, disc_scales=disc_scales,
-            decoder_norm=decoder_norm,
+            decoder_norm=decoder_norm, level_input=level_input or None,
         )
     except KeyError as exc:
         raise _usage(str(exc.args[0])) from None

@@ -92,7 +92,7 @@ def build_models(config: ModelConfig) -> LIRNetworks:
     discriminators)."""
     c, lat = config.image_channels, config.latent_channels
     nets = LIRNetworks(
-        noisy_encoder=build_content_encoder(config),
+        noisy_encoder=build_content_encoder(config, extra_channels=int(config.level_input)),
         clean_encoder=build_content_encoder(config),
         noise_encoder=NoiseEncoder(c, config.width, config.n_downsample),
         noisy_decoder=Decoder(

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invrep_cli.config import ModelConfig
+from invrep_cli.level import level_channel, noise_level
 from invrep_cli.models.decoders import Decoder
 from invrep_cli.models.encoders import ContentEncoder
 
@@ -18,6 +19,10 @@ class Restorer(nn.Module):
     The networks work in [-1, 1] (the decoder ends in tanh); mapping here replaces the authors'
     per-image min-max rescaling of outputs, which changed every image's contrast.
     Gray input (C == 1) is replicated to RGB and the output averaged back to one channel.
+
+    A conditioned restorer (``config.level_input``) is told each image's noise level: ``level``
+    (N values, 0-1 scale, as ``level.noise_level`` reads them), or when None the level read from
+    ``x`` itself. Tiled restore passes the whole image's level so that every tile is told the same.
     """
 
     def __init__(
@@ -25,13 +30,17 @@ class Restorer(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.noisy_encoder = encoder or build_content_encoder(config)
+        self.noisy_encoder = encoder or build_content_encoder(config, extra_channels=int(config.level_input))
         self.clean_decoder = decoder or build_clean_decoder(config)
         self.size_multiple = config.size_multiple
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         gray = x.shape[1] == 1
+        if self.config.level_input and level is None:
+            level = noise_level(x)
+        elif not self.config.level_input:
+            level = None  # a blind restorer has no input for it
         if gray:
             x = x.expand(-1, 3, -1, -1)
         m = self.size_multiple
@@ -41,7 +50,8 @@ class Restorer(nn.Module):
         mode = "reflect" if (pad_h < h and pad_w < w) else "replicate"
         x = F.pad(x * 2.0 - 1.0, (0, pad_w, 0, pad_h), mode=mode)
         # every shape takes the skip features and the image; the authors' decoder ignores them
-        latent, features = self.noisy_encoder(x, with_skips=True)
+        seen = x if level is None else torch.cat([x, level_channel(level, x)], 1)
+        latent, features = self.noisy_encoder(seen, with_skips=True)
         y = self.clean_decoder(latent, features, x)
         y = (y[..., :h, :w] + 1.0) * 0.5
         if gray:
@@ -53,10 +63,26 @@ class Restorer(nn.Module):
         return receptive_field(self.config)
 
 
-def build_content_encoder(config: ModelConfig) -> ContentEncoder:
+def build_content_encoder(config: ModelConfig, extra_channels: int = 0) -> ContentEncoder:
+    """E_X or E_Y; ``extra_channels``: inputs beside the image (E_X's level map)"""
     return ContentEncoder(
-        config.image_channels, config.width, config.n_downsample, config.n_res_blocks, skips=config.skips
+        config.image_channels + extra_channels, config.width, config.n_downsample, config.n_res_blocks,
+        skips=config.skips,
     )
+
+
+#: E_X's first convolution: the one a level map adds an input channel to
+FIRST_CONV = "noisy_encoder.stem.0.conv.weight"
+
+
+def conditioned_state(blind: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A blind restorer's weights as a conditioned restorer's start: the level channel's weights in
+    E_X's first convolution are zero, so it restores exactly as the blind one until training
+    teaches it to read the level."""
+    state = dict(blind)
+    weight = state[FIRST_CONV]
+    state[FIRST_CONV] = torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], 1)
+    return state
 
 
 def build_clean_decoder(config: ModelConfig) -> Decoder:

@@ -12,6 +12,7 @@ whose metadata does not say its noise), goes to the registry's default.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -98,7 +99,9 @@ def choose_init_weights(spec: str, model: ModelConfig, noise: NoiseModel | None)
         return None, "random weights (--init-weights none)"
     if spec != INIT_AUTO:
         return spec, f"--init-weights {spec}"
-    candidates = [c for c in _bundled_candidates() if c[2].restorer_shape() == model.restorer_shape()]
+    # a conditioned run (--level-input) starts from a blind model of its shape (the level's weights at zero)
+    blind = dataclasses.replace(model.restorer_shape(), level_input=False)
+    candidates = [c for c in _bundled_candidates() if c[2].restorer_shape() == blind]
     if not candidates:
         return None, f"random weights: no bundled model has the {model.name!r} networks asked for"
     if noise is None:

@@ -24,6 +24,7 @@ from invrep_cli.data import StepBatches, TrainData, ValPair, add_noise, min_crop
 from invrep_cli.devices import describe_device
 from invrep_cli.distenv import dist_from_env
 from invrep_cli.errors import UsageError
+from invrep_cli.models.restorer import conditioned_state
 from invrep_cli.noise import NoiseModel
 from invrep_cli.training.budget import format_duration, stage1_steps_for_budget
 from invrep_cli.training.init_weights import choose_init_weights
@@ -45,6 +46,16 @@ Callback = Callable[[dict[str, Any]], None]
 
 #: steps timed by a --time probe, after one untimed step that pays for allocation and first reads
 PROBE_STEPS = {1: 3, 2: 2}
+
+
+def _conditions(start: ModelConfig, asked: ModelConfig) -> bool:
+    """Whether ``asked`` is ``start``'s restorer with a level input added: a conditioned run
+    (``--level-input``) starting from a blind model's weights (``conditioned_state``)."""
+    return (
+        asked.level_input
+        and not start.level_input
+        and dataclasses.replace(start.restorer_shape(), level_input=True) == asked.restorer_shape()
+    )
 
 
 def check_crop(config: ModelConfig, crop_size: int) -> None:
@@ -141,8 +152,13 @@ class Trainer:
             self.init_path, self.init_note = cfg.init_weights, f"--init-weights {cfg.init_weights}"
             if model_config.restorer_shape() == cfg.model.restorer_shape():
                 model_config = cfg.model  # the file holds no G_X: the one asked for is built
+            elif _conditions(model_config, cfg.model):
+                model_config, init_state = cfg.model, conditioned_state(init_state)
             else:
                 self.warn(f"--init-weights: using the file's model config {model_config.name!r}")
+                if cfg.model.level_input and not model_config.level_input:  # --level-input still holds
+                    model_config = dataclasses.replace(model_config, level_input=True)
+                    init_state = conditioned_state(init_state)
         else:
             model_config = cfg.model
         check_crop(model_config, cfg.crop_size)
@@ -183,6 +199,8 @@ class Trainer:
             if path is not None:
                 restorer, _ = load_restorer(path)
                 init_state, self.init_path = restorer.state_dict(), path
+                if _conditions(restorer.config, model_config):
+                    init_state = conditioned_state(init_state)
         lir_left = (cfg.lir_steps or 0) if budgeted and ckpt is None else total - warmup
         if ckpt is not None:
             lir_left = total - max(int(ckpt["step"]), warmup)

@@ -162,7 +162,7 @@ class LIRModel:
             if cfg.compile:
                 wrapped = torch.compile(wrapped)
             self.train_modules[name] = wrapped
-        self.forward = TrainingForward(self.train_modules)
+        self.forward = TrainingForward(self.train_modules, level_input=model_config.level_input)
 
     # -- what the loop asks ----------------------------------------------------------------------
 
