@@ -92,7 +92,7 @@ def train_command(
         _opt(
             "--level-input",
             help="Conditioned restorer: E_X also reads each image's estimated noise level (a constant map, "
-            "FFDNet-style). Off by default; the model card says how it measured against the blind restorer.",
+            "FFDNet-style). Off: at equal cost it measured no better than the blind restorer (default model's card).",
             panel=_MODEL,
         ),
     ] = False,
