@@ -28,6 +28,21 @@ STEPS=${STEPS:-6000}
 # run F1's shares: train-f's F1 and both train-g runs
 F1_MIX="clean=0.05,gaussian:0-50=0.17,poisson-gaussian:1-50=0.08,correlated:1-50=0.08,own=0.62"
 MIX=${MIX:-clean=0.15,gaussian:0-50=0.35,poisson-gaussian:1-50=0.2,own=0.3}
+# run T25's shares (F1's, rescaled over the synthetic crops of a batch whose quarter is taught)
+T25_MIX="clean=0.067,gaussian:0-50=0.227,poisson-gaussian:1-50=0.107,correlated:1-50=0.107,own=0.492"
+
+# the taught recipe of rounds T, U and V: stage 1 only, lir-unet-real (runs/j15.safetensors) as
+# --teacher on the noisy folder less the 12 photos the no-reference choice reads, THREADS threads
+# (default 1). Arguments: OUT INIT MIX TEACHER_SHARE STEPS SEED [more train flags; a repeated
+# flag's last value wins]
+taught_run() {
+  OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1} OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
+    --noisy runs/data/PolyU100-taught --clean runs/data/CBSD432-train \
+    --init-weights "$2" --out "runs/$1" --noise-mix "$3" \
+    --teacher runs/j15.safetensors --teacher-share "$4" \
+    --steps "$5" --warmup-steps "$5" --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
+    --workers 1 --w-semantic 0 --seed "$6" --checkpoint-every 300 --keep 20 "${@:7}"
+}
 case "${1:-train}" in
   data)
     mkdir -p runs/data/PolyU100-real runs/data/CBSD432-train runs/data/CBSD432-held
@@ -111,7 +126,7 @@ PY
     # no-reference score said G1 leaves camera noise in that the fitted model does not teach
     # (runs/decision-g3.txt, README "criterion"); `--teacher` shows stage 1 the noisy folder's own
     # crops with J15's outputs as targets, on 4 or 6 of each batch of 16. The other components keep
-    # G1's crops per batch (the shares below are F1's, rescaled over the synthetic crops), so only
+    # G1's crops per batch (T25_MIX, T38's below: F1's shares rescaled over the synthetic crops), so only
     # `own` crops give way. The 12 photos the no-reference choice reads are left out of the folder.
     git show 4341f66:weights/lir-unet-mix.safetensors > runs/g1.safetensors
     git show 4341f66:weights/lir-unet-real.safetensors > runs/j15.safetensors
@@ -127,44 +142,23 @@ for i, f in enumerate(files):
     if i not in scored and not os.path.exists(dst):
         os.symlink(os.path.realpath(f), dst)
 PY
-    t_run() {
-      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
-        --noisy runs/data/PolyU100-taught --clean runs/data/CBSD432-train \
-        --init-weights runs/g1.safetensors --out "runs/$1" --noise-mix "$2" \
-        --teacher runs/j15.safetensors --teacher-share "$3" \
-        --steps 3000 --warmup-steps 3000 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
-        --workers 1 --w-semantic 0 --seed 10 --checkpoint-every 300 --keep 20
-    }
-    t_run mix-t25 "clean=0.067,gaussian:0-50=0.227,poisson-gaussian:1-50=0.107,correlated:1-50=0.107,own=0.492" 0.25 &
-    t_run mix-t38 "clean=0.08,gaussian:0-50=0.272,poisson-gaussian:1-50=0.128,correlated:1-50=0.128,own=0.392" 0.375 &
+    taught_run mix-t25 runs/g1.safetensors "$T25_MIX" 0.25 3000 10 &
+    taught_run mix-t38 runs/g1.safetensors \
+      "clean=0.08,gaussian:0-50=0.272,poisson-gaussian:1-50=0.128,correlated:1-50=0.128,own=0.392" 0.375 3000 10 &
     wait ;;
   train-u)
     # candidate U: run T25 (the default since 2026-12-06's fifth session) taught again by
     # lir-unet-real, now with its mean over the 8 orientations as targets (restore's
     # --self-ensemble 8 gave the default +0.10 dB on CC15), T25's mix and share, on both threads
-    OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
-      --noisy runs/data/PolyU100-taught --clean runs/data/CBSD432-train \
-      --init-weights runs/mix-t25/restorer-stage1.safetensors --out runs/mix-u \
-      --noise-mix "clean=0.067,gaussian:0-50=0.227,poisson-gaussian:1-50=0.107,correlated:1-50=0.107,own=0.492" \
-      --teacher runs/j15.safetensors --teacher-share 0.25 --teacher-ensemble 8 \
-      --steps 1500 --warmup-steps 1500 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
-      --workers 1 --w-semantic 0 --seed 11 --checkpoint-every 250 --keep 10 ;;
+    THREADS=2 taught_run mix-u runs/mix-t25/restorer-stage1.safetensors "$T25_MIX" 0.25 1500 11 \
+      --teacher-ensemble 8 --checkpoint-every 250 --keep 10 ;;
   train-v)
     # round V, issue 17 item 2 at equal cost: T25 (the default) fine-tuned 3000 more stage-1 steps
     # with T25's own recipe, once blind (VB, the control) and once conditioned on each image's
     # estimated noise level (VL, --level-input; its level weights start at zero, so it starts as
     # T25). Same seed, so both draw the same crops and noise; one thread each, side by side.
-    v_run() {
-      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $BIN/invrep train \
-        --noisy runs/data/PolyU100-taught --clean runs/data/CBSD432-train \
-        --init-weights runs/mix-t25/restorer-stage1.safetensors --out "runs/$1" \
-        --noise-mix "clean=0.067,gaussian:0-50=0.227,poisson-gaussian:1-50=0.107,correlated:1-50=0.107,own=0.492" \
-        --teacher runs/j15.safetensors --teacher-share 0.25 \
-        --steps 3000 --warmup-steps 3000 --warmup-lr 1e-4 --batch-size 16 --crop-size 64 \
-        --workers 1 --w-semantic 0 --seed 12 --checkpoint-every 300 --keep 20 "${@:2}"
-    }
-    v_run mix-vb &
-    v_run mix-vl --level-input &
+    taught_run mix-vb runs/mix-t25/restorer-stage1.safetensors "$T25_MIX" 0.25 3000 12 &
+    taught_run mix-vl runs/mix-t25/restorer-stage1.safetensors "$T25_MIX" 0.25 3000 12 --level-input &
     wait ;;
   noref)
     # checkpoints as CKPTS (space list), ranked on the noisy folder with no reference

@@ -6,8 +6,8 @@ given, the same way in training (on each crop) and in restore (on the whole imag
 so every tile of an image is told the same level):
 
 - **the estimator**: the median absolute value of the finest diagonal Haar wavelet band over 0.6745
-  (Donoho & Johnstone 1994; what scikit-image's ``estimate_sigma`` computes with its default
-  ``db1`` wavelet, here in torch so it runs on crops in the training step and needs no PyWavelets),
+  (Donoho & Johnstone 1994, the estimator of scikit-image's ``estimate_sigma``, which uses the db2
+  wavelet and needs PyWavelets; here Haar in torch, so it runs on crops in the training step),
   averaged over channels. The median keeps edges from counting; fine texture still does, and
   correlated camera noise reads low. The network sees the image as well, so it can learn how far
   to trust the reading: that is why training uses the estimate and not the noise it drew.
@@ -48,10 +48,12 @@ def noise_level(images: torch.Tensor) -> torch.Tensor:
     return (mad / MAD_TO_STD).mean(dim=1)
 
 
-def level_channel(level: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """N levels (0-1 scale) -> the N x 1 x H x W map a conditioned encoder reads beside ``like``."""
-    n, _, h, w = like.shape
-    return (level.to(like.dtype) / LEVEL_UNIT).view(n, 1, 1, 1).expand(n, 1, h, w)
+def with_level(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """What a conditioned E_X reads: the N x C x H x W ``image`` and, as one more channel, its N
+    levels (0-1 scale) as constant maps in ``LEVEL_UNIT``s."""
+    n, _, h, w = image.shape
+    level_map = (level.to(image.dtype) / LEVEL_UNIT).view(n, 1, 1, 1).expand(n, 1, h, w)
+    return torch.cat([image, level_map], 1)
 
 
 def image_level(pixels: np.ndarray) -> float:

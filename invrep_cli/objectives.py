@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from invrep_cli.level import level_channel, noise_level
+from invrep_cli.level import noise_level, with_level
 from invrep_cli.losses import background_consistency, l1, latent_penalty, lsgan, semantic_consistency
 from invrep_cli.models import LIRNetworks
 from invrep_cli.noise import NoiseModel
@@ -49,8 +49,7 @@ class TrainingForward:
         """(content code, skip features) of a content encoder; no features for the authors' shape.
         A conditioned E_X is given each image's estimated level, as ``Restorer`` gives it."""
         if name == "noisy_encoder" and self.level_input:
-            level = noise_level((image.detach().float() + 1.0) * 0.5)
-            image = torch.cat([image, level_channel(level, image)], 1)
+            image = with_level(image, noise_level((image.detach().float() + 1.0) * 0.5))
         return self.modules[name](image, with_skips=True)
 
     def decode_clean(self, code: torch.Tensor, features: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invrep_cli.config import ModelConfig
-from invrep_cli.level import level_channel, noise_level
+from invrep_cli.level import noise_level, with_level
 from invrep_cli.models.decoders import Decoder
 from invrep_cli.models.encoders import ContentEncoder
 
@@ -37,10 +37,10 @@ class Restorer(nn.Module):
     def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         gray = x.shape[1] == 1
-        if self.config.level_input and level is None:
-            level = noise_level(x)
-        elif not self.config.level_input:
+        if not self.config.level_input:
             level = None  # a blind restorer has no input for it
+        elif level is None:
+            level = noise_level(x)
         if gray:
             x = x.expand(-1, 3, -1, -1)
         m = self.size_multiple
@@ -50,7 +50,7 @@ class Restorer(nn.Module):
         mode = "reflect" if (pad_h < h and pad_w < w) else "replicate"
         x = F.pad(x * 2.0 - 1.0, (0, pad_w, 0, pad_h), mode=mode)
         # every shape takes the skip features and the image; the authors' decoder ignores them
-        seen = x if level is None else torch.cat([x, level_channel(level, x)], 1)
+        seen = x if level is None else with_level(x, level)
         latent, features = self.noisy_encoder(seen, with_skips=True)
         y = self.clean_decoder(latent, features, x)
         y = (y[..., :h, :w] + 1.0) * 0.5

@@ -24,7 +24,7 @@ from invrep_cli.data import StepBatches, TrainData, ValPair, add_noise, min_crop
 from invrep_cli.devices import describe_device
 from invrep_cli.distenv import dist_from_env
 from invrep_cli.errors import UsageError
-from invrep_cli.models.restorer import conditioned_state
+from invrep_cli.models.restorer import Restorer, conditioned_state
 from invrep_cli.noise import NoiseModel
 from invrep_cli.training.budget import format_duration, stage1_steps_for_budget
 from invrep_cli.training.init_weights import choose_init_weights
@@ -48,14 +48,11 @@ Callback = Callable[[dict[str, Any]], None]
 PROBE_STEPS = {1: 3, 2: 2}
 
 
-def _conditions(start: ModelConfig, asked: ModelConfig) -> bool:
-    """Whether ``asked`` is ``start``'s restorer with a level input added: a conditioned run
-    (``--level-input``) starting from a blind model's weights (``conditioned_state``)."""
-    return (
-        asked.level_input
-        and not start.level_input
-        and dataclasses.replace(start.restorer_shape(), level_input=True) == asked.restorer_shape()
-    )
+def _start_state(start: Restorer, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The start file's weights for ``config``'s restorer: a blind file's widened by a zero level
+    channel when ``config`` is conditioned (``--level-input``, ``conditioned_state``)."""
+    state = start.state_dict()
+    return conditioned_state(state) if config.level_input and not start.config.level_input else state
 
 
 def check_crop(config: ModelConfig, crop_size: int) -> None:
@@ -148,17 +145,16 @@ class Trainer:
             self.init_path = ckpt.get("init_weights_path")  # what the report compares with
         elif cfg.init_weights not in (INIT_AUTO, INIT_NONE):
             restorer, _ = load_restorer(cfg.init_weights)
-            model_config, init_state = restorer.config, restorer.state_dict()
             self.init_path, self.init_note = cfg.init_weights, f"--init-weights {cfg.init_weights}"
-            if model_config.restorer_shape() == cfg.model.restorer_shape():
-                model_config = cfg.model  # the file holds no G_X: the one asked for is built
-            elif _conditions(model_config, cfg.model):
-                model_config, init_state = cfg.model, conditioned_state(init_state)
+            # --level-input conditions a blind file; a conditioned file stays conditioned
+            level_input = cfg.model.level_input or restorer.config.level_input
+            asked = dataclasses.replace(cfg.model, level_input=level_input)
+            model_config = dataclasses.replace(restorer.config, level_input=level_input)
+            if model_config.restorer_shape() == asked.restorer_shape():
+                model_config = asked  # the file holds no G_X: the one asked for is built
             else:
                 self.warn(f"--init-weights: using the file's model config {model_config.name!r}")
-                if cfg.model.level_input and not model_config.level_input:  # --level-input still holds
-                    model_config = dataclasses.replace(model_config, level_input=True)
-                    init_state = conditioned_state(init_state)
+            init_state = _start_state(restorer, model_config)
         else:
             model_config = cfg.model
         check_crop(model_config, cfg.crop_size)
@@ -198,9 +194,7 @@ class Trainer:
             path, self.init_note = choose_init_weights(cfg.init_weights, model_config, noise_model)
             if path is not None:
                 restorer, _ = load_restorer(path)
-                init_state, self.init_path = restorer.state_dict(), path
-                if _conditions(restorer.config, model_config):
-                    init_state = conditioned_state(init_state)
+                init_state, self.init_path = _start_state(restorer, model_config), path
         lir_left = (cfg.lir_steps or 0) if budgeted and ckpt is None else total - warmup
         if ckpt is not None:
             lir_left = total - max(int(ckpt["step"]), warmup)
