@@ -9,6 +9,10 @@
 #   bash benchmarks/stage2_real.sh lir      # --time T: LIR_STEPS of stage 2 (frozen restorer for the
 #                                           # first FREEZE, G_X begun as the noise model, anchor on),
 #                                           # stage 1 gets what is left
+#   bash benchmarks/stage2_real.sh fixed    # the lir run's recipe at its planned steps (721 stage-1, 200
+#                                           # LIR), not a budget, so that runs side by side compare:
+#                                           # HIGH_PASS=20 OUT=runs/s2/lir-hp (D_X, D_Y read the high-pass)
+#                                           # against HIGH_PASS=0 OUT=runs/s2/lir-fixed
 #   bash benchmarks/stage2_real.sh score    # both runs' restorers on CC15 and PolyU100 pairs (scoring
 #                                           # only) and on the noisy folder with no reference
 # Each run's final report scores stage 1 and stage 2 on the noisy folder and ships the better.
@@ -19,13 +23,15 @@ D=../shared/data
 T=${T:-25m}
 REAL_A=${REAL_A:-runs/real-a.safetensors}
 COMMON=(--noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train
-        --init-weights "$REAL_A" --time "$T" --warmup-lr 1e-4
+        --init-weights "$REAL_A" --warmup-lr 1e-4
         --batch-size 16 --crop-size 64 --workers 1 --w-semantic 0 --seed "${SEED:-3}" --checkpoint-every 100 --keep 30)
+STAGE2=(--lir-steps "${LIR_STEPS:-200}" --lir-freeze "${FREEZE:-50}" --gx-noise-model --w-anchor "${ANCHOR:-1}")
 export OMP_WAIT_POLICY=PASSIVE  # on 2 shared cores, spinning OpenMP threads slowed steps 10x
 case "${1:-}" in
-  stage1) $BIN/invrep train "${COMMON[@]}" --out "${OUT:-runs/s2/stage1}" ;;
-  lir) $BIN/invrep train "${COMMON[@]}" --out runs/s2/lir --lir-steps "${LIR_STEPS:-200}" \
-         --lir-freeze "${FREEZE:-50}" --gx-noise-model --w-anchor "${ANCHOR:-1}" ;;
+  stage1) $BIN/invrep train "${COMMON[@]}" --time "$T" --out "${OUT:-runs/s2/stage1}" ;;
+  lir) $BIN/invrep train "${COMMON[@]}" "${STAGE2[@]}" --time "$T" --out runs/s2/lir ;;
+  fixed) $BIN/invrep train "${COMMON[@]}" "${STAGE2[@]}" --warmup-steps "${WARMUP:-721}" \
+           --disc-high-pass "${HIGH_PASS:-0}" --out "${OUT:-runs/s2/lir-fixed}" ;;
   score)
     mkdir -p runs/measure
     W=$REAL_A,runs/s2/stage1/restorer.safetensors
@@ -36,5 +42,5 @@ case "${1:-}" in
     $BIN/invrep bench "$D/PolyU100" --pairs --noisy-pattern '*_real.JPG' --ref-pattern '*_mean.JPG' \
       "${C[@]}" > runs/measure/s2-polyu100.json
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real ${W//,/ } --threads 2 ;;
-  *) echo "usage: $0 stage1|lir|score" >&2; exit 2 ;;
+  *) echo "usage: $0 stage1|lir|fixed|score" >&2; exit 2 ;;
 esac

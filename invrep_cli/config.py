@@ -31,6 +31,11 @@ class ModelConfig:
     disc_layers: int = 4
     #: width of the first discriminator conv
     disc_width: int = 64
+    #: D_X and D_Y read (image - its 3x3 mean) x this instead of the image (0: the image, as the
+    #: authors' do). Camera noise of 1-2 levels in 255 is invisible to the authors' discriminators
+    #: (held-out AUC 0.50 between noisy photos and their restorations, ``benchmarks/noise_gap.py``);
+    #: on the high-pass at x20 the same discriminator tells them apart (0.92)
+    disc_high_pass: float = 0.0
     #: normalisation after the decoders' upsampling convs. The authors' UNIT LayerNorm ("layer")
     #: uses mean/std over the whole C x H x W map, so every output pixel would depend on the whole
     #: image and tiling could never equal whole-image restoration. "channel" (default) normalises
@@ -69,7 +74,8 @@ class ModelConfig:
         """This config with what only training builds (G_X's and the discriminators' shapes) at their
         defaults: two configs with equal restorer shapes load each other's restorer files."""
         return dataclasses.replace(
-            self, gx_res_blocks=None, gx_up_kernel=5, disc_scales=3, disc_layers=4, disc_width=self.width
+            self, gx_res_blocks=None, gx_up_kernel=5, disc_scales=3, disc_layers=4, disc_width=self.width,
+            disc_high_pass=0.0,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ no-reference criterion, the start-weights choice, --time sizing, and --resume's 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -207,7 +208,8 @@ def test_time_budget_sizes_the_steps_from_a_probe(tmp_path: Path, clean_dir: Pat
 @pytest.mark.parametrize(
     ("option", "value", "shown"),
     [("--lr", "3e-4", "--lr"), ("--batch-size", "3", "--batch-size"), ("--crop-size", "36", "--crop-size"),
-     ("--seed", "7", "--seed"), ("--synthetic", "gaussian:50", "--synthetic")],
+     ("--seed", "7", "--seed"), ("--synthetic", "gaussian:50", "--synthetic"),
+     ("--disc-high-pass", "20", "--disc-high-pass")],
 )  # fmt: skip
 def test_resume_refuses_a_changed_option(tmp_path: Path, clean_dir: Path, option: str, value: str, shown: str) -> None:
     out = tmp_path / "run"
@@ -272,6 +274,35 @@ def test_gx_begun_as_the_noise_model_reproduces_its_statistics(tiny_config: Mode
     assert float(noise01.std()) == pytest.approx(25 / 255, rel=0.05)
     model.train_step(_batch(0))
     assert float(model.noise_gate.detach()) != 0.0 and "noise_gate" in model.state_dict()
+
+
+def test_high_pass_discriminators_read_the_noise_not_the_brightness(tiny_config: ModelConfig) -> None:
+    """--disc-high-pass: D_X and D_Y read (image - its 3x3 mean) x gain, so a flat shift of the
+    image changes nothing they see and noise does; the restorer's shape, and so its files, do not
+    depend on it; the authors' discriminators (0) read the image itself."""
+    from invrep_cli.models import build_models
+
+    config = dataclasses.replace(tiny_config, disc_high_pass=20.0)
+    nets = build_models(config)
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 32, 32) * 0.5
+    for disc in (nets.noisy_discriminator, nets.clean_discriminator):
+        assert disc.high_pass == 20.0
+        same = [torch.allclose(a, b, atol=1e-5) for a, b in zip(disc(image), disc(image + 0.3), strict=True)]
+        grain = image + 0.01 * torch.randn_like(image)
+        noisy = [torch.allclose(a, b, atol=1e-5) for a, b in zip(disc(image), disc(grain), strict=True)]
+        assert all(same) and not any(noisy)
+    authors = build_models(tiny_config).noisy_discriminator
+    assert not torch.allclose(authors(image)[0], authors(image + 0.3)[0])
+    assert config.restorer_shape() == tiny_config.restorer_shape()
+    model = _model(config, warmup=0)
+    terms = model.train_step(_batch(0))
+    assert torch.isfinite(terms["d_noisy"]) and torch.isfinite(terms["g_total"])
+
+
+def test_disc_high_pass_is_checked(tmp_path: Path, clean_dir: Path) -> None:
+    result = run_train(tmp_path / "run", clean_dir, "--steps", "1", "--disc-high-pass", "-1")
+    assert result.exit_code == 2 and "--disc-high-pass" in result.output
 
 
 def test_anchor_keeps_stage1_loss_in_stage2(tiny_config: ModelConfig) -> None:

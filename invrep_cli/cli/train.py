@@ -83,6 +83,15 @@ def train_command(
     disc_scales: Annotated[
         int | None, _opt("--disc-scales", help="Override discriminator scales.", panel=_MODEL)
     ] = None,
+    disc_high_pass: Annotated[
+        float | None,
+        _opt(
+            "--disc-high-pass",
+            help="Stage 2: D_X and D_Y read (image - its 3x3 mean) x this (0: the image, the authors'). Low "
+            "camera noise is invisible to the authors' discriminators (README, stage 2).",
+            panel=_MODEL,
+        ),
+    ] = None,
     decoder_norm: Annotated[
         str | None,
         _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL),
@@ -335,8 +344,9 @@ def train_command(
 def _config(
     *, out: Path, clean: Path, noisy: Path | None, synthetic: str | None, val_noisy: Path | None,
     val_clean: Path | None, config: str, width: int | None, res_blocks: int | None, disc_scales: int | None,
-    decoder_norm: str | None, level_input: bool, noise_scale: str, time_budget: str | None, init_weights: str,
-    teacher: Path | None, vgg_weights: Path | None, ema: float, keep: int, lir_freeze: int,
+    disc_high_pass: float | None, decoder_norm: str | None, level_input: bool, noise_scale: str,
+    time_budget: str | None, init_weights: str, teacher: Path | None, vgg_weights: Path | None, ema: float,
+    keep: int, lir_freeze: int,
     w_domain_adv: float, w_repr_adv: float, w_self_rec: float, w_cycle: float, w_latent: float,
     w_background: float, w_semantic: float, w_anchor: float, **rest: Any,
 ) -> TrainConfig:
@@ -349,10 +359,12 @@ def _config(
     for name, value in (("--width", width), ("--res-blocks", res_blocks), ("--disc-scales", disc_scales)):
         if value is not None and value < 1:
             raise _usage(f"{name} must be >= 1, got {value}")
+    if disc_high_pass is not None and not (0.0 <= disc_high_pass < float("inf")):
+        raise _usage(f"--disc-high-pass must be a finite number >= 0, got {disc_high_pass}")
     try:
         model = model_preset(
             config, width=width, disc_width=width, n_res_blocks=res_blocks, disc_scales=disc_scales,
-            decoder_norm=decoder_norm, level_input=level_input or None,
+            disc_high_pass=disc_high_pass, decoder_norm=decoder_norm, level_input=level_input or None,
         )
     except KeyError as exc:
         raise _usage(str(exc.args[0])) from None

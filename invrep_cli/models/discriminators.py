@@ -28,14 +28,28 @@ class _PatchGAN(nn.Module):
         return self.head(x)
 
 
-class MultiScaleDiscriminator(nn.Module):
-    """PatchGAN at ``n_scales`` scales, 3x3/2 average pooling between them (no norm layers)."""
+def high_pass(image: torch.Tensor, gain: float) -> torch.Tensor:
+    """``image`` minus its 3x3 box mean (reflect-padded), times ``gain``: the noise and the edges,
+    without the flat content that dwarfs low camera noise in the raw image."""
+    mean = F.avg_pool2d(pad_reflect(image, 1), 3, stride=1)
+    return (image - mean) * gain
 
-    def __init__(self, in_ch: int = 3, width: int = 64, n_layers: int = 4, n_scales: int = 3) -> None:
+
+class MultiScaleDiscriminator(nn.Module):
+    """PatchGAN at ``n_scales`` scales, 3x3/2 average pooling between them (no norm layers).
+    With ``high_pass`` > 0 it reads ``high_pass(x, high_pass)`` instead of ``x``
+    (``ModelConfig.disc_high_pass``)."""
+
+    def __init__(
+        self, in_ch: int = 3, width: int = 64, n_layers: int = 4, n_scales: int = 3, high_pass: float = 0.0
+    ) -> None:
         super().__init__()
+        self.high_pass = high_pass
         self.scales = nn.ModuleList([_PatchGAN(in_ch, width, n_layers) for _ in range(n_scales)])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.high_pass > 0:
+            x = high_pass(x, self.high_pass)
         outputs = []
         for i, disc in enumerate(self.scales):
             if i:
