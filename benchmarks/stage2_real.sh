@@ -35,12 +35,14 @@ case "${1:-}" in
   score)
     mkdir -p runs/measure
     W=$REAL_A,runs/s2/stage1/restorer.safetensors
-    W=$W,runs/s2/lir/restorer-stage1.safetensors,runs/s2/lir/restorer.safetensors
-    [ -f runs/s2/lir/restorer-stage2.safetensors ] && W=$W,runs/s2/lir/restorer-stage2.safetensors
+    for run in ${RUNS:-runs/s2/lir}; do  # RUNS="runs/s2/lir-fixed runs/s2/lir-hp" TAG=hp: the fixed runs
+      W=$W,$run/restorer-stage1.safetensors,$run/restorer.safetensors
+      [ -f $run/restorer-stage2.safetensors ] && W=$W,$run/restorer-stage2.safetensors
+    done
     C=(--weights "$W" --backends torch --precisions fp32 --threads 2 --in-process --json --baselines noisy)
-    $BIN/invrep bench "$D/CC15" --pairs "${C[@]}" > runs/measure/s2-cc15.json
+    $BIN/invrep bench "$D/CC15" --pairs "${C[@]}" > runs/measure/s2${TAG:+-$TAG}-cc15.json
     $BIN/invrep bench "$D/PolyU100" --pairs --noisy-pattern '*_real.JPG' --ref-pattern '*_mean.JPG' \
-      "${C[@]}" > runs/measure/s2-polyu100.json
+      "${C[@]}" > runs/measure/s2${TAG:+-$TAG}-polyu100.json
     $BIN/python benchmarks/noref_choice.py runs/data/PolyU100-real ${W//,/ } --threads 2 ;;
   *) echo "usage: $0 stage1|lir|fixed|score" >&2; exit 2 ;;
 esac

@@ -34,7 +34,8 @@ class ModelConfig:
     #: D_X and D_Y read (image - its 3x3 mean) x this instead of the image (0: the image, as the
     #: authors' do). Camera noise of 1-2 levels in 255 is invisible to the authors' discriminators
     #: (held-out AUC 0.50 between noisy photos and their restorations, ``benchmarks/noise_gap.py``);
-    #: on the high-pass at x20 the same discriminator tells them apart (0.92)
+    #: on the high-pass at x20 the same discriminator tells them apart (0.92). Measured in stage 2
+    #: it cost 1.7 dB on CC15: D_Y then has G_Y put grain back (README, "Round HP"), so it stays 0
     disc_high_pass: float = 0.0
     #: normalisation after the decoders' upsampling convs. The authors' UNIT LayerNorm ("layer")
     #: uses mean/std over the whole C x H x W map, so every output pixel would depend on the whole

@@ -87,8 +87,8 @@ def train_command(
         float | None,
         _opt(
             "--disc-high-pass",
-            help="Stage 2: D_X and D_Y read (image - its 3x3 mean) x this (0: the image, the authors'). Low "
-            "camera noise is invisible to the authors' discriminators (README, stage 2).",
+            help="Stage 2: D_X and D_Y read (image - its 3x3 mean) x this (0: the image, the authors'). They "
+            "then see faint camera noise, and stage 2 measured worse with it (README, Round HP).",
             panel=_MODEL,
         ),
     ] = None,
