@@ -24,6 +24,7 @@ from invrep_cli.checkpoint import load_restorer
 from invrep_cli.data import list_images, read_image
 from invrep_cli.noise import sample_fitted
 from invrep_cli.training.criterion import EPSILON, NoisyImage, prepare
+from invrep_cli.training.noise_setup import evenly_spaced
 from invrep_cli.training.report import SCORE_CROP, centre_crop
 
 
@@ -52,8 +53,7 @@ def main() -> None:
         crops = [np.repeat(n[..., None], 3, -1) if n.ndim == 2 else n for c, _, n in cases if c == name]
         rows[f"held-out {name}"] = [round(best_strength(model, f), 2)
                                     for f in prepare([c.astype(np.float32) / 255 for c in crops])]
-    files = list_images(args.noisy_dir)
-    picks = [files[int(i)] for i in np.unique(np.linspace(0, len(files) - 1, args.images).astype(int))]
+    picks = evenly_spaced(list_images(args.noisy_dir), args.images)
     rows["noisy folder"] = []
     for path in picks:
         full = read_image(path)

@@ -18,6 +18,7 @@ import torch
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.data import read_image
 from invrep_cli.training.criterion import NoisyImage, estimated_psnr, prepare
+from invrep_cli.training.noise_setup import evenly_spaced
 from invrep_cli.training.report import SCORE_CROP, centre_crop
 
 POLYU = Path(__file__).resolve().parents[2] / "shared" / "data" / "PolyU100"
@@ -31,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     files = sorted(POLYU.glob("*_real.JPG"))
-    picks = [files[int(i)] for i in np.unique(np.linspace(0, len(files) - 1, args.images).astype(int))]
+    picks = evenly_spaced(files, args.images)
     pairs = []
     for path in picks:
         noisy = read_image(path)

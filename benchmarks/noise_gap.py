@@ -36,6 +36,7 @@ from invrep_cli.data import list_images, read_image
 from invrep_cli.losses import lsgan
 from invrep_cli.models.discriminators import MultiScaleDiscriminator
 from invrep_cli.noise import NoiseModel, as_saved, fit_noise_model
+from invrep_cli.training.noise_setup import evenly_spaced
 
 CROP = 64
 
@@ -118,8 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    files = list_images(args.noisy_dir)
-    picks = [files[int(i)] for i in np.unique(np.linspace(0, len(files) - 1, args.images).astype(int))]
+    picks = evenly_spaced(list_images(args.noisy_dir), args.images)
     restorer = load_restorer(args.weights)[0].eval()
     generator = torch.Generator().manual_seed(args.seed)
     real, restored, fitted_a, fitted_b, nojpeg = [], [], [], [], []

@@ -12,13 +12,13 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from held_out import Blended, strengths  # benchmarks/ is on the path when a script here runs
 
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.data import list_images, read_image
 from invrep_cli.training.criterion import NoisyImage, estimated_psnr, prepare
+from invrep_cli.training.noise_setup import evenly_spaced
 from invrep_cli.training.report import SCORE_CROP, centre_crop
 
 
@@ -32,8 +32,7 @@ def main() -> None:
                         help="comma list of restore --strength values to score each model at")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    files = list_images(args.noisy_dir)
-    picks = [files[int(i)] for i in np.unique(np.linspace(0, len(files) - 1, args.images).astype(int))]
+    picks = evenly_spaced(list_images(args.noisy_dir), args.images)
     images = []
     for path in picks:
         noisy = read_image(path)

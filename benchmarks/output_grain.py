@@ -13,12 +13,12 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.data import list_images, read_image
 from invrep_cli.models.discriminators import high_pass
+from invrep_cli.training.noise_setup import evenly_spaced
 from invrep_cli.training.report import SCORE_CROP, centre_crop
 
 
@@ -34,8 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    files = list_images(args.noisy_dir)
-    picks = [files[int(i)] for i in np.unique(np.linspace(0, len(files) - 1, args.images).astype(int))]
+    picks = evenly_spaced(list_images(args.noisy_dir), args.images)
     crops = [torch.from_numpy(centre_crop(read_image(p), SCORE_CROP).transpose(2, 0, 1).copy())[None] for p in picks]
     print(json.dumps({"model": "noisy input", "grain": [round(grain(c), 3) for c in crops]}), flush=True)
     for spec in args.models:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -12,8 +13,10 @@ from invrep_cli.data import ImageEntry, parse_noise, read_image
 from invrep_cli.errors import DataError
 from invrep_cli.noise import NoiseModel, fit_noise_model, parse_mix
 
+T = TypeVar("T")
 
-def evenly_spaced(entries: Sequence[ImageEntry], count: int) -> list[ImageEntry]:
+
+def evenly_spaced(entries: Sequence[T], count: int) -> list[T]:
     """At most ``count`` entries spread over the sorted list (not the first few: one camera's)."""
     picks = np.unique(np.linspace(0, len(entries) - 1, min(count, len(entries))).astype(int))
     return [entries[int(i)] for i in picks]
