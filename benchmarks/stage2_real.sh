@@ -12,7 +12,8 @@
 #   bash benchmarks/stage2_real.sh fixed    # the lir run's recipe at its planned steps (721 stage-1, 200
 #                                           # LIR), not a budget, so that runs side by side compare:
 #                                           # HIGH_PASS=20 OUT=runs/s2/lir-hp (D_X, D_Y read the high-pass)
-#                                           # against HIGH_PASS=0 OUT=runs/s2/lir-fixed
+#                                           # against HIGH_PASS=0 OUT=runs/s2/lir-fixed; CLEAN_HIGH_PASS=0
+#                                           # with HIGH_PASS=20: D_X alone on the high-pass
 #   bash benchmarks/stage2_real.sh score    # both runs' restorers on CC15 and PolyU100 pairs (scoring
 #                                           # only) and on the noisy folder with no reference
 # Each run's final report scores stage 1 and stage 2 on the noisy folder and ships the better.
@@ -31,7 +32,8 @@ case "${1:-}" in
   stage1) $BIN/invrep train "${COMMON[@]}" --time "$T" --out "${OUT:-runs/s2/stage1}" ;;
   lir) $BIN/invrep train "${COMMON[@]}" "${STAGE2[@]}" --time "$T" --out runs/s2/lir ;;
   fixed) $BIN/invrep train "${COMMON[@]}" "${STAGE2[@]}" --warmup-steps "${WARMUP:-721}" \
-           --disc-high-pass "${HIGH_PASS:-0}" --out "${OUT:-runs/s2/lir-fixed}" ;;
+           --disc-high-pass "${HIGH_PASS:-0}" ${CLEAN_HIGH_PASS:+--clean-disc-high-pass "$CLEAN_HIGH_PASS"} \
+           --out "${OUT:-runs/s2/lir-fixed}" ;;
   score)
     mkdir -p runs/measure
     W=$REAL_A,runs/s2/stage1/restorer.safetensors

@@ -37,6 +37,9 @@ class ModelConfig:
     #: on the high-pass at x20 the same discriminator tells them apart (0.92). Measured in stage 2
     #: it cost 1.7 dB on CC15: D_Y then has G_Y put grain back (README, "Round HP"), so it stays 0
     disc_high_pass: float = 0.0
+    #: D_Y's gain where it differs from D_X's (None: ``disc_high_pass`` for both). 0 here with a gain
+    #: for D_X lets G_X learn what D_X sees of the real noise while D_Y stays the authors'
+    clean_disc_high_pass: float | None = None
     #: normalisation after the decoders' upsampling convs. The authors' UNIT LayerNorm ("layer")
     #: uses mean/std over the whole C x H x W map, so every output pixel would depend on the whole
     #: image and tiling could never equal whole-image restoration. "channel" (default) normalises
@@ -76,7 +79,7 @@ class ModelConfig:
         defaults: two configs with equal restorer shapes load each other's restorer files."""
         return dataclasses.replace(
             self, gx_res_blocks=None, gx_up_kernel=5, disc_scales=3, disc_layers=4, disc_width=self.width,
-            disc_high_pass=0.0,
+            disc_high_pass=0.0, clean_disc_high_pass=None,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -209,7 +209,7 @@ def test_time_budget_sizes_the_steps_from_a_probe(tmp_path: Path, clean_dir: Pat
     ("option", "value", "shown"),
     [("--lr", "3e-4", "--lr"), ("--batch-size", "3", "--batch-size"), ("--crop-size", "36", "--crop-size"),
      ("--seed", "7", "--seed"), ("--synthetic", "gaussian:50", "--synthetic"),
-     ("--disc-high-pass", "20", "--disc-high-pass")],
+     ("--disc-high-pass", "20", "--disc-high-pass"), ("--clean-disc-high-pass", "0", "--clean-disc-high-pass")],
 )  # fmt: skip
 def test_resume_refuses_a_changed_option(tmp_path: Path, clean_dir: Path, option: str, value: str, shown: str) -> None:
     out = tmp_path / "run"
@@ -294,6 +294,8 @@ def test_high_pass_discriminators_read_the_noise_not_the_brightness(tiny_config:
         assert all(same) and not any(noisy)
     authors = build_models(tiny_config).noisy_discriminator
     assert not torch.allclose(authors(image)[0], authors(image + 0.3)[0])
+    noisy_only = build_models(dataclasses.replace(config, clean_disc_high_pass=0.0))
+    assert noisy_only.noisy_discriminator.high_pass == 20.0 and noisy_only.clean_discriminator.high_pass == 0.0
     assert config.restorer_shape() == tiny_config.restorer_shape()
     model = _model(config, warmup=0)
     terms = model.train_step(_batch(0))
@@ -301,8 +303,9 @@ def test_high_pass_discriminators_read_the_noise_not_the_brightness(tiny_config:
 
 
 def test_disc_high_pass_is_checked(tmp_path: Path, clean_dir: Path) -> None:
-    result = run_train(tmp_path / "run", clean_dir, "--steps", "1", "--disc-high-pass", "-1")
-    assert result.exit_code == 2 and "--disc-high-pass" in result.output
+    for option in ("--disc-high-pass", "--clean-disc-high-pass"):
+        result = run_train(tmp_path / "run", clean_dir, "--steps", "1", option, "-1")
+        assert result.exit_code == 2 and option in result.output
 
 
 def test_anchor_keeps_stage1_loss_in_stage2(tiny_config: ModelConfig) -> None:

@@ -92,6 +92,10 @@ def train_command(
             panel=_MODEL,
         ),
     ] = None,
+    clean_disc_high_pass: Annotated[
+        float | None,
+        _opt("--clean-disc-high-pass", help="D_Y's --disc-high-pass where it differs from D_X's.", panel=_MODEL),
+    ] = None,
     decoder_norm: Annotated[
         str | None,
         _opt("--decoder-norm", help="channel (default, tile-exact) | batch | layer (the authors').", panel=_MODEL),
@@ -344,9 +348,9 @@ def train_command(
 def _config(
     *, out: Path, clean: Path, noisy: Path | None, synthetic: str | None, val_noisy: Path | None,
     val_clean: Path | None, config: str, width: int | None, res_blocks: int | None, disc_scales: int | None,
-    disc_high_pass: float | None, decoder_norm: str | None, level_input: bool, noise_scale: str,
-    time_budget: str | None, init_weights: str, teacher: Path | None, vgg_weights: Path | None, ema: float,
-    keep: int, lir_freeze: int,
+    disc_high_pass: float | None, clean_disc_high_pass: float | None, decoder_norm: str | None,
+    level_input: bool, noise_scale: str, time_budget: str | None, init_weights: str, teacher: Path | None,
+    vgg_weights: Path | None, ema: float, keep: int, lir_freeze: int,
     w_domain_adv: float, w_repr_adv: float, w_self_rec: float, w_cycle: float, w_latent: float,
     w_background: float, w_semantic: float, w_anchor: float, **rest: Any,
 ) -> TrainConfig:
@@ -359,12 +363,14 @@ def _config(
     for name, value in (("--width", width), ("--res-blocks", res_blocks), ("--disc-scales", disc_scales)):
         if value is not None and value < 1:
             raise _usage(f"{name} must be >= 1, got {value}")
-    if disc_high_pass is not None and not (0.0 <= disc_high_pass < float("inf")):
-        raise _usage(f"--disc-high-pass must be a finite number >= 0, got {disc_high_pass}")
+    for name, gain in (("--disc-high-pass", disc_high_pass), ("--clean-disc-high-pass", clean_disc_high_pass)):
+        if gain is not None and not (0.0 <= gain < float("inf")):
+            raise _usage(f"{name} must be a finite number >= 0, got {gain}")
     try:
         model = model_preset(
             config, width=width, disc_width=width, n_res_blocks=res_blocks, disc_scales=disc_scales,
-            disc_high_pass=disc_high_pass, decoder_norm=decoder_norm, level_input=level_input or None,
+            disc_high_pass=disc_high_pass, clean_disc_high_pass=clean_disc_high_pass, decoder_norm=decoder_norm,
+            level_input=level_input or None,
         )
     except KeyError as exc:
         raise _usage(str(exc.args[0])) from None

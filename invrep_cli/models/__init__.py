@@ -91,7 +91,8 @@ def build_models(config: ModelConfig) -> LIRNetworks:
     """All eight networks, initialised as the authors do (Kaiming for generators, N(0, 0.02) for
     discriminators)."""
     c, lat = config.image_channels, config.latent_channels
-    disc_shape = (c, config.disc_width, config.disc_layers, config.disc_scales, config.disc_high_pass)
+    disc_shape = (c, config.disc_width, config.disc_layers, config.disc_scales)
+    clean_gain = config.disc_high_pass if config.clean_disc_high_pass is None else config.clean_disc_high_pass
     nets = LIRNetworks(
         noisy_encoder=build_content_encoder(config, extra_channels=int(config.level_input)),
         clean_encoder=build_content_encoder(config),
@@ -102,8 +103,8 @@ def build_models(config: ModelConfig) -> LIRNetworks:
             config.decoder_norm, up_kernel=config.gx_up_kernel,
         ),  # fmt: skip
         clean_decoder=build_clean_decoder(config),
-        noisy_discriminator=MultiScaleDiscriminator(*disc_shape),
-        clean_discriminator=MultiScaleDiscriminator(*disc_shape),
+        noisy_discriminator=MultiScaleDiscriminator(*disc_shape, high_pass=config.disc_high_pass),
+        clean_discriminator=MultiScaleDiscriminator(*disc_shape, high_pass=clean_gain),
         representation_discriminator=RepresentationDiscriminator(lat),
         config=config,
     )

@@ -19,7 +19,7 @@ _OPTION = {
 }  # fmt: skip
 _MODEL_OPTION = {"name": "--config", "width": "--width", "n_res_blocks": "--res-blocks", "disc_scales": "--disc-scales",
                  "decoder_norm": "--decoder-norm", "disc_width": "--width",
-                 "disc_high_pass": "--disc-high-pass"}  # fmt: skip
+                 "disc_high_pass": "--disc-high-pass", "clean_disc_high_pass": "--clean-disc-high-pass"}  # fmt: skip
 #: resolved by the run, compared on their own (``warmup_steps``: the stage boundary)
 _STEP_FIELDS = {"steps", "warmup_steps", "lir_steps"}
 _DIR_FIELDS = {"clean_dir", "noisy_dir"}
