@@ -50,17 +50,15 @@ def auc(real: np.ndarray, fake: np.ndarray) -> float:
     return float(u / (len(real) * len(fake)))
 
 
-def crops(images: list[torch.Tensor], count: int, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
-    """``count`` random CROP x CROP crops (3 x H x W tensors) and the (image, top, left) of each."""
-    where = np.empty((count, 3), dtype=np.int64)
+def crops(images: list[torch.Tensor], count: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` random CROP x CROP crops of 3 x H x W tensors, each from a random image."""
     out = []
-    for k in range(count):
+    for _ in range(count):
         i = int(rng.integers(len(images)))
         _, h, w = images[i].shape
         top, left = int(rng.integers(h - CROP + 1)), int(rng.integers(w - CROP + 1))
-        where[k] = (i, top, left)
         out.append(images[i][:, top : top + CROP, left : left + CROP])
-    return torch.stack(out), where
+    return torch.stack(out)
 
 
 def score(disc: MultiScaleDiscriminator, batch: torch.Tensor) -> np.ndarray:
@@ -81,16 +79,16 @@ def pairing(
     disc = MultiScaleDiscriminator(3, config.disc_width, config.disc_layers, config.disc_scales, args.high_pass)
     opt = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999))
     for _ in range(args.steps):
-        r, _ = crops(real[:split], args.batch, rng)
-        f, _ = crops(fake[:split], args.batch, rng)
+        r = crops(real[:split], args.batch, rng)
+        f = crops(fake[:split], args.batch, rng)
         outs = disc(torch.cat([r, f]) * 2.0 - 1.0)
         loss = lsgan([o[: args.batch] for o in outs], 1.0) + lsgan([o[args.batch :] for o in outs], 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     eval_rng = np.random.default_rng(args.seed + 1000)
-    r, _ = crops(real[split:], args.eval_crops, eval_rng)
-    f, _ = crops(fake[split:], args.eval_crops, eval_rng)
+    r = crops(real[split:], args.eval_crops, eval_rng)
+    f = crops(fake[split:], args.eval_crops, eval_rng)
     real_s, fake_s = score(disc, r), score(disc, f)
     return {
         "pairing": name,
