@@ -38,8 +38,10 @@ case "${1:-}" in
     mkdir -p runs/measure
     W=$REAL_A,runs/s2/stage1/restorer.safetensors
     for run in ${RUNS:-runs/s2/lir}; do  # RUNS="runs/s2/lir-fixed runs/s2/lir-hp" TAG=hp: the fixed runs
-      W=$W,$run/restorer-stage1.safetensors,$run/restorer.safetensors
-      [ -f $run/restorer-stage2.safetensors ] && W=$W,$run/restorer-stage2.safetensors
+      # restorer-stage2 exists only when the run shipped stage 1 in restorer.safetensors (a copy)
+      stage2=$run/restorer.safetensors
+      [ -f $run/restorer-stage2.safetensors ] && stage2=$run/restorer-stage2.safetensors
+      W=$W,$run/restorer-stage1.safetensors,$stage2
     done
     C=(--weights "$W" --backends torch --precisions fp32 --threads 2 --in-process --json --baselines noisy)
     $BIN/invrep bench "$D/CC15" --pairs "${C[@]}" > runs/measure/s2${TAG:+-$TAG}-cc15.json
