@@ -8,13 +8,18 @@ correlated** (white noise blurred by a Gaussian of 0.9 px, rescaled to keep its 
 bundled model saw correlated noise at this level: the `own` camera noise of `lir-unet-mix` is
 correlated but about 8x fainter, its Gaussian and Poisson-Gaussian components are white.
 
-    python benchmarks/new_domain.py OUT
+    python benchmarks/new_domain.py OUT [--noise correlated|banding]
 writes OUT/noisy (Train400 images 1-200 with the noise: what a user has), OUT/clean (Train400
 images 201-400 as they are: other scenes, never matched) and OUT/test (BSD68, a test set, with the
 same noise as NAME_real.png beside NAME_mean.png for `invrep bench --pairs`; scoring only, never
 training or choosing) and OUT/held (the same pairs from the CBSD432 photos that no Train400 image was
 cropped from, gray 256-px centre crops: held out from the training folders, so a choice of
 training settings may look at them).
+
+``--noise banding`` makes a noise the fitted noise model cannot draw, for issue 20's question of
+whether stage 2 learns what the fit gets wrong: white signal-dependent noise (std 12 at mid-gray)
+plus column banding, an offset of std 6 added to every pixel of a column and drawn afresh for each
+image (a CMOS sensor's column read-out noise). The fit knows only isotropic correlation.
 """
 
 from __future__ import annotations
@@ -45,6 +50,18 @@ def correlated_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+#: banding: white std at mid-gray and the column offsets' std (0-1 scale)
+WHITE, COLUMN = 12 / 255, 6 / 255
+
+
+def banding_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (H x W in [0, 1]) with white signal-dependent noise and column banding, 8 bits."""
+    gain, floor = SHOT * WHITE**2 / 0.5, (1 - SHOT) * WHITE**2
+    white = np.sqrt(gain * image + floor) * rng.standard_normal(image.shape)
+    columns = COLUMN * rng.standard_normal((1, image.shape[1]))
+    return np.round(np.clip(image + white + columns, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def read_gray(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
 
@@ -52,13 +69,15 @@ def read_gray(path: Path) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
+    parser.add_argument("--noise", choices=("correlated", "banding"), default="correlated")
     args = parser.parse_args()
+    add_noise = banding_noise if args.noise == "banding" else correlated_noise
     train = sorted((DATA / "Train400").glob("*.png"))
     test = sorted((DATA / "BSD68").glob("*.png"))
     for sub in ("noisy", "clean", "test"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
     for k, path in enumerate(train[:200]):
-        noisy = correlated_noise(read_gray(path), np.random.default_rng([2026, 1, k]))
+        noisy = add_noise(read_gray(path), np.random.default_rng([2026, 1, k]))
         Image.fromarray(noisy).save(args.out / "noisy" / path.name)
     for path in train[200:]:
         dst = args.out / "clean" / path.name
@@ -66,7 +85,7 @@ def main() -> None:
             os.symlink(path, dst)
     for k, path in enumerate(test):
         clean = read_gray(path)
-        noisy = correlated_noise(clean, np.random.default_rng([2026, 2, k]))
+        noisy = add_noise(clean, np.random.default_rng([2026, 2, k]))
         Image.fromarray(noisy).save(args.out / "test" / f"{path.stem}_real.png")
         Image.fromarray(np.round(clean * 255).astype(np.uint8)).save(args.out / "test" / f"{path.stem}_mean.png")
     sources = {line.split()[1] for line in (DATA / "Train400_crop_sources.txt").read_text().splitlines()[1:]}
@@ -76,7 +95,7 @@ def main() -> None:
         clean = read_gray(path)
         top, left = (clean.shape[0] - 256) // 2, (clean.shape[1] - 256) // 2
         clean = np.round(clean[top : top + 256, left : left + 256] * 255) / 255
-        noisy = correlated_noise(clean, np.random.default_rng([2026, 3, k]))
+        noisy = add_noise(clean, np.random.default_rng([2026, 3, k]))
         Image.fromarray(noisy).save(args.out / "held" / f"{path.stem}_real.png")
         Image.fromarray(np.round(clean * 255).astype(np.uint8)).save(args.out / "held" / f"{path.stem}_mean.png")
     print(f"wrote {args.out}: 200 noisy, 200 clean, {len(test)} test pairs, {len(held)} held-out pairs")
