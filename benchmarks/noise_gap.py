@@ -35,7 +35,7 @@ from invrep_cli.config import model_preset
 from invrep_cli.data import list_images, read_image
 from invrep_cli.losses import lsgan
 from invrep_cli.models.discriminators import MultiScaleDiscriminator
-from invrep_cli.noise import NoiseModel, as_saved, fit_noise_model
+from invrep_cli.noise import NoiseModel, as_saved, fit_each
 from invrep_cli.training.noise_setup import evenly_spaced
 
 CROP = 64
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--high-pass", type=float, default=0.0,
                         help="D reads (crop - its 3x3 mean) x this (train --disc-high-pass); 0: the crop, as LIR's D_X")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-banding", action="store_true", help="fit no banding (the fit before it was modelled)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,11 +122,12 @@ def main() -> None:
     restorer = load_restorer(args.weights)[0].eval()
     generator = torch.Generator().manual_seed(args.seed)
     real, restored, fitted_a, fitted_b, nojpeg = [], [], [], [], []
-    for path in picks:
-        image = read_image(path)
-        try:  # the fit stage 1 draws from: JPEG quality from the file, level matched by synthesis
-            fit = fit_noise_model([image], paths=[path], match=True).fitted[0]
-        except ValueError:  # no flat areas to measure
+    images = [read_image(path) for path in picks]
+    # the fits stage 1 draws from: JPEG quality from the file, level matched by synthesis, small
+    # images pooled; an image with no flat areas to measure is left out
+    fits, _, _ = fit_each(images, paths=picks, match=True, banding=not args.no_banding)
+    for image, fit in zip(images, fits, strict=True):
+        if fit is None:
             continue
         x = torch.from_numpy(image.transpose(2, 0, 1).copy())
         with torch.no_grad():
@@ -136,6 +138,14 @@ def main() -> None:
         fitted_a.append(own.sample(x_hat, generator)[0])
         fitted_b.append(own.sample(x_hat, generator)[0])
         nojpeg.append(NoiseModel(fitted=(fit,), jpeg_fraction=0.0).sample(x_hat, generator)[0])
+    if all(bool((x == x[:1]).all()) for x in real):
+        # a gray folder (read as three equal channels): the fitted noise is drawn in colour (its
+        # channel correlation reads 0.95, the calibration's top), which a high-pass D sees at once;
+        # compare in gray, as restore sees a gray image, so that only the noise's shape differs
+        def gray(images: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [as_saved(x.mean(0, keepdim=True)).expand(3, -1, -1) for x in images]
+
+        restored, fitted_a, fitted_b, nojpeg = gray(restored), gray(fitted_a), gray(fitted_b), gray(nojpeg)
     # alternate photos go to training and scoring, so both halves span the folder's cameras
     order = list(range(0, len(real), 2)) + list(range(1, len(real), 2))
     split = (len(real) + 1) // 2

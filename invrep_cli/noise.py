@@ -10,6 +10,10 @@ folder, fitted to it:
 - **spatially correlated**: white noise filtered by a Gaussian of std ``blur`` pixels, renormalised
   to unit variance (demosaicing and JPEG spread noise over neighbouring pixels);
 - **correlated across channels**: a 3 x 3 correlation matrix (demosaicing again);
+- **banded**: an offset added to every pixel of a column (and of a row), drawn afresh per image:
+  a CMOS sensor's column read-out noise. Read from the medians, down each column, of each pixel
+  less its row neighbours (content and white noise average out along a column; the offsets do not),
+  and taken out of the image before the block fit below, so that it is not read as white noise;
 - **compressed**: a JPEG file's quality and subsampling (read from its quantisation tables) go into
   its fit; a share of the crops is saved as JPEG at that quality, and since JPEG hides part of the
   noise from the estimator, the level and blur of such fits are corrected by synthesis
@@ -56,6 +60,15 @@ BINS = 16
 MIN_BLOCKS = 24
 #: blocks a pooled group of small images gathers before it is fitted (one 512 x 512 image's)
 POOL_BLOCKS = 1024
+#: banding: neighbours on each side that a pixel is compared with, and the least offset std (0-1)
+#: read as banding (clean photos read up to about 2 in 0-255, long straight edges: 1 of CBSD432's
+#: 400 training photos is read as banded)
+BAND_REACH = 3
+BAND_MIN = 1.5 / 255.0
+#: standard errors by which the column medians' spread must exceed the white noise's share of it
+#: to be read as banding: at 4, 4 of the 200 noisy 180-px crops of benchmarks/new_domain.py's
+#: correlated noise (std 20, none banded) read banding, 28 with no test
+BAND_Z = 4.0
 #: blur std (px) grid of the calibration; beyond it, noise is a smooth pattern rather than grain
 BLUR_GRID = tuple(round(0.1 * i, 1) for i in range(0, 21))
 #: channel correlation grid of the calibration (selecting low-variance blocks lowers correlation)
@@ -78,6 +91,9 @@ class ImageNoise:
     #: subsampling (PIL's code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0)
     jpeg_quality: int = 0
     jpeg_subsampling: int = 2
+    #: std (0-1) of the offsets added to each column and to each row (banding; 0: none)
+    column_std: float = 0.0
+    row_std: float = 0.0
 
     def std_at(self, intensity: float) -> list[float]:
         """Noise std per channel at an intensity in [0, 1] (0-1 scale)."""
@@ -91,6 +107,8 @@ class ImageNoise:
             "channel_corr": [[round(v, 4) for v in row] for row in self.channel_corr],
             "jpeg_quality": self.jpeg_quality,
             "jpeg_subsampling": self.jpeg_subsampling,
+            "column_std": round(self.column_std, 6),
+            "row_std": round(self.row_std, 6),
         }
 
     def scaled(self, factor: float) -> ImageNoise:
@@ -99,6 +117,8 @@ class ImageNoise:
             self,
             gain=tuple(g * factor**2 for g in self.gain),  # type: ignore[arg-type]
             floor=tuple(f * factor**2 for f in self.floor),  # type: ignore[arg-type]
+            column_std=self.column_std * factor,
+            row_std=self.row_std * factor,
         )
 
     @classmethod
@@ -110,6 +130,9 @@ class ImageNoise:
             channel_corr=tuple(tuple(float(v) for v in row) for row in d["channel_corr"]),
             jpeg_quality=int(d.get("jpeg_quality", 0)),
             jpeg_subsampling=int(d.get("jpeg_subsampling", 2)),
+            # fits saved before banding was modelled have none
+            column_std=float(d.get("column_std", 0.0)),
+            row_std=float(d.get("row_std", 0.0)),
         )
 
 
@@ -274,11 +297,17 @@ def summarize(fits: Sequence[ImageNoise]) -> str:
     blur = np.array([f.blur for f in fits])
     corr = np.array([_mean_corr(f) for f in fits])
     jpeg = [f.jpeg_quality for f in fits if f.jpeg_quality]
-    return (
+    banded = [f for f in fits if f.column_std or f.row_std]
+    text = (
         f"fitted per image on {len(fits)} images: std at mid-gray {np.median(mid):.2f} (0-255; "
         f"{mid.min():.2f}-{mid.max():.2f}), spatial blur {np.median(blur):.2f} px, "
         f"channel correlation {corr.mean():.2f}"
     ) + (f", JPEG quality {int(np.median(jpeg))} (median of {len(jpeg)} JPEG files)" if jpeg else "")
+    if banded:
+        cols = np.median([f.column_std for f in banded]) * 255.0
+        rows = np.median([f.row_std for f in banded]) * 255.0
+        text += f", banding in {len(banded)} images (offset std {cols:.2f} per column, {rows:.2f} per row, median)"
+    return text
 
 
 def _randn(shape: Sequence[int], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -352,11 +381,20 @@ def sample_fitted(
         mix = torch.linalg.cholesky(corr + 1e-6 * eye).to(dt)
         white = torch.einsum("nij,njhw->nihw", mix, white)
     std = (gain * clean.clamp(0.0, 1.0) + floor).clamp(min=0.0).sqrt()
+    factor = torch.ones(n, 1, 1, 1, device=dev, dtype=dt)  # each crop's std factor, banding's too
     if level_range != (1.0, 1.0):
         lo, hi = math.log(level_range[0]), math.log(level_range[1])
         u = torch.rand(n, 1, 1, 1, generator=generator, device=pick.device)
-        std = std * torch.exp(lo + (hi - lo) * u).to(dev, dt)
+        factor = torch.exp(lo + (hi - lo) * u).to(dev, dt)
+        std = std * factor
     noisy = clean + std * white
+    bands = [(f.column_std, f.row_std) for f in chosen]
+    if any(col or row for col, row in bands):
+        # the same offset in every channel: read-out adds it before the colour pipeline mixes them
+        col_std, row_std = torch.tensor(bands, device=dev, dtype=dt).unbind(1)
+        columns = col_std[:, None, None, None] * _randn((n, 1, 1, w), clean, generator)
+        rows = row_std[:, None, None, None] * _randn((n, 1, h, 1), clean, generator)
+        noisy = noisy + factor * (columns + rows)
     return (noisy, [int(i) for i in pick.tolist()]) if return_picks else noisy
 
 
@@ -523,15 +561,67 @@ def _ratio_at(blur: float) -> float:
     return float(np.interp(blur, grid, ratios))
 
 
+def _column_offsets(img: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each column's offset from its neighbours in an H x W x C image, and the offsets' std with the
+    white noise's share taken out (0-1 scale).
+
+    A pixel less the mean of its BAND_REACH neighbours on each side of its row keeps its column's
+    offset (less the neighbours' mean of theirs: variance x (1 + 1 / (2 BAND_REACH))) and the white
+    noise; the median down the column keeps the offset and a little of the noise (variance pi/2 x
+    the pixel's / H), and textures, which change along a column, mostly cancel."""
+    gray = img.mean(axis=2, dtype=np.float64)
+    h, w = gray.shape
+    k = BAND_REACH
+    if h < 4 * k or w < 4 * k:
+        return np.zeros(w), 0.0
+    padded = np.pad(gray, ((0, 0), (k, k)), mode="reflect")
+    window = sum(padded[:, k + d : k + d + w] for d in range(-k, k + 1) if d)
+    diff = gray - window / (2 * k)
+    offsets = np.median(diff, axis=0)
+    spread = 1.4826 * np.median(np.abs(offsets - np.median(offsets)))
+    rest = diff - offsets
+    pixel = 1.4826 * np.median(np.abs(rest))
+    # correlated noise (and texture) holds fewer independent samples per column than h: count
+    # them from the rest's correlation down the column (lags 1 to BAND_REACH)
+    power = float((rest**2).mean()) + 1e-20
+    rho = [float((rest[d:] * rest[:-d]).mean()) / power for d in range(1, k + 1)]
+    samples = h / max(1.0, 1 + 2 * sum(max(r, 0.0) for r in rho))
+    white = math.pi / 2 * pixel**2 / samples
+    excess = spread**2 - white
+    # the squared MAD of w medians misses the white part by about white * sqrt(5.4 / w) (one
+    # standard error): an excess under BAND_Z of them is chance (small noisy images), not banding
+    if excess < BAND_Z * white * math.sqrt(5.4 / w):
+        return offsets - np.median(offsets), 0.0
+    return offsets - np.median(offsets), math.sqrt(excess / (1 + 1 / (2 * k)))
+
+
+def debanded(img: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """An H x W x C image in [0, 1] with its column and row banding taken out, and the column and
+    row offsets' std (0 where under BAND_MIN, and then nothing is taken out)."""
+    stds = []
+    for axis in (1, 0):  # columns, then rows (on the transpose)
+        view = img if axis == 1 else img.transpose(1, 0, 2)
+        offsets, std = _column_offsets(view)
+        if std < BAND_MIN:
+            stds.append(0.0)
+            continue
+        view = view - offsets[None, :, None]
+        img = view if axis == 1 else view.transpose(1, 0, 2)
+        stds.append(std)
+    return img, stds[0], stds[1]
+
+
 def fit_image_noise(img: np.ndarray) -> ImageNoise | None:
     """Fit the noise of one H x W x 3 image in [0, 1]; None when it has too few flat blocks."""
-    if img.ndim == 2:
-        img = img[:, :, None]
-    return _fit_blocks(_blocks(img))
+    fits, _ = fit_images([img])
+    return fits[0]
 
 
-def fit_images(images: Sequence[np.ndarray]) -> tuple[list[ImageNoise | None], set[int]]:
+def fit_images(
+    images: Sequence[np.ndarray], banding: bool = True
+) -> tuple[list[ImageNoise | None], set[int]]:
     """A fit per image (H x W x C in [0, 1]), and the indices of those that came from pooling.
+    ``banding=False`` reads no banding (the fit as it was before banding was modelled).
 
     An image too small to fit alone (a 180 x 180 crop holds 121 blocks over 16 intensity bins; a bin
     needs MIN_BLOCKS) is pooled with the next such images of its channel count until the group
@@ -542,6 +632,7 @@ def fit_images(images: Sequence[np.ndarray]) -> tuple[list[ImageNoise | None], s
     fits: list[ImageNoise | None] = []
     pending: dict[int, list[tuple[int, _Blocks]]] = {}
     pooled: set[int] = set()
+    bands: list[tuple[float, float]] = []  # each image's own column and row banding
 
     def fit_group(group: list[tuple[int, _Blocks]]) -> None:
         fit = _fit_blocks(_concat_blocks([b for _, b in group]))
@@ -553,6 +644,8 @@ def fit_images(images: Sequence[np.ndarray]) -> tuple[list[ImageNoise | None], s
 
     for k, img in enumerate(images):
         img = img[:, :, None] if img.ndim == 2 else img
+        img, column_std, row_std = debanded(img) if banding else (img, 0.0, 0.0)
+        bands.append((column_std, row_std))
         blocks = _blocks(img)
         fits.append(_fit_blocks(blocks))
         if fits[k] is None and blocks.mean.shape[0] > 0:
@@ -564,6 +657,10 @@ def fit_images(images: Sequence[np.ndarray]) -> tuple[list[ImageNoise | None], s
     for group in pending.values():
         if len(group) > 1:  # a lone image was already tried alone
             fit_group(group)
+    fits = [
+        f if f is None or not any(band) else dataclasses.replace(f, column_std=band[0], row_std=band[1])
+        for f, band in zip(fits, bands, strict=True)
+    ]
     return fits, pooled
 
 
@@ -648,6 +745,29 @@ def _fit_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
     return float(gain), float(floor)
 
 
+def fit_each(
+    images: Sequence[np.ndarray],
+    paths: Sequence[str | Path] | None = None,
+    match: bool = False,
+    banding: bool = True,
+) -> tuple[list[ImageNoise | None], set[int], list[float]]:
+    """Each image's fit as ``fit_noise_model`` makes it (None: not enough flat blocks), the indices
+    fitted by pooling, and the level factors ``match`` applied."""
+    fits: list[ImageNoise | None] = []
+    factors = []
+    per_image, pooled = fit_images(images, banding=banding)
+    for k, (img, fit) in enumerate(zip(images, per_image, strict=True)):
+        if fit is not None:
+            jpeg = jpeg_settings(paths[k]) if paths is not None else None
+            if jpeg is not None:
+                fit = dataclasses.replace(fit, jpeg_quality=jpeg[0], jpeg_subsampling=jpeg[1])
+            if match and fit.jpeg_quality and k not in pooled:
+                fit, factor = match_fit(fit, img, seed=k)
+                factors.append(factor)
+        fits.append(fit)
+    return fits, pooled, factors
+
+
 def fit_noise_model(
     images: Sequence[np.ndarray],
     source: str = "",
@@ -658,18 +778,8 @@ def fit_noise_model(
     skipped. With ``paths`` (the images' files), a JPEG file's quality and subsampling go into its
     fit; with ``match``, each fit's level is corrected by synthesis (``match_fit``; not for fits
     pooled over small images, whose read-back would fail alone). ValueError when none could be fitted."""
-    fits, factors = [], []
-    per_image, pooled = fit_images(images)
-    for k, (img, fit) in enumerate(zip(images, per_image, strict=True)):
-        if fit is None:
-            continue
-        jpeg = jpeg_settings(paths[k]) if paths is not None else None
-        if jpeg is not None:
-            fit = dataclasses.replace(fit, jpeg_quality=jpeg[0], jpeg_subsampling=jpeg[1])
-        if match and fit.jpeg_quality and k not in pooled:
-            fit, factor = match_fit(fit, img, seed=k)
-            factors.append(factor)
-        fits.append(fit)
+    each, pooled, factors = fit_each(images, paths, match)
+    fits = [f for f in each if f is not None]
     if not fits:
         raise ValueError("no image has enough flat areas to measure its noise")
     if pooled:

@@ -81,6 +81,41 @@ def test_clean_image_has_almost_no_noise() -> None:
     assert fit is not None and max(fit.std_at(0.5)) < 0.005
 
 
+def test_column_banding_is_read_apart_from_the_white_noise() -> None:
+    """Column read-out noise (an offset per column) is measured as such, and taken out before the
+    white noise is fitted, so that the white level is not read high; rows have none."""
+    truth = ImageNoise((0.0,) * 3, (0.02**2,) * 3, 0.0, EYE, column_std=0.02)
+    fit = fit_image_noise(make_noisy(scene(6), truth))
+    assert fit is not None
+    assert fit.column_std == pytest.approx(0.02, rel=0.15)
+    assert fit.row_std == 0.0
+    assert np.mean(fit.std_at(0.5)) == pytest.approx(0.02, rel=0.10)
+    rows = dataclasses.replace(truth, column_std=0.0, row_std=0.02)
+    fit = fit_image_noise(make_noisy(scene(6), rows))
+    assert fit is not None and fit.column_std == 0.0 and fit.row_std == pytest.approx(0.02, rel=0.15)
+
+
+@pytest.mark.parametrize("blur", [0.0, 0.9])
+def test_no_banding_is_read_in_white_or_correlated_noise(blur: float) -> None:
+    noisy = make_noisy(scene(7), ImageNoise((0.002,) * 3, (0.0004,) * 3, blur, EYE))
+    fit = fit_image_noise(noisy)
+    assert fit is not None and fit.column_std == 0.0 and fit.row_std == 0.0
+    assert "banding" not in fit_noise_model([noisy]).describe()
+
+
+def test_banding_is_drawn_constant_along_its_column_and_row() -> None:
+    flat = torch.full((8, 3, 48, 64), 0.5, dtype=torch.float64)
+    cols = ImageNoise((0.0,) * 3, (0.0,) * 3, 0.0, EYE, column_std=0.03)
+    noise = sample_fitted(flat, [cols], torch.Generator().manual_seed(0)) - flat
+    assert torch.allclose(noise, noise[:, :1, :1].expand_as(noise))  # same down a column, in every channel
+    assert float(noise[:, 0, 0].std()) == pytest.approx(0.03, rel=0.15)
+    rows = dataclasses.replace(cols, column_std=0.0, row_std=0.03)
+    noise = sample_fitted(flat, [rows], torch.Generator().manual_seed(0), level_range=(2.0, 2.0 + 1e-9)) - flat
+    assert torch.allclose(noise, noise[..., :1].expand_as(noise))
+    assert float(noise[:, 0, :, 0].std()) == pytest.approx(0.06, rel=0.15)  # scaled with the level
+    assert ImageNoise.from_dict(rows.to_dict()) == rows
+
+
 def test_fitted_model_samples_the_fitted_statistics() -> None:
     truth = ImageNoise((0.004,) * 3, (0.0003,) * 3, 0.0, EYE)
     model = fit_noise_model([make_noisy(scene(5), truth, seed=s) for s in range(2)], source="test")

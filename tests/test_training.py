@@ -125,6 +125,21 @@ def test_no_reference_criterion_ranks_restorers_as_the_reference_does() -> None:
     assert abs(estimate["identity"] - truth["identity"]) < 0.5  # the identity's risk is the noise itself
 
 
+def test_no_reference_criterion_counts_banding_in_the_noise() -> None:
+    """With column banding read into the fit, doing nothing still scores the noise's own level: the
+    offsets' variance is part of the noise, not of the restorer's error."""
+    rng = np.random.default_rng(1)
+    cleans = [_scene(rng) for _ in range(2)]
+    noisy = [
+        np.clip(c + rng.standard_normal(c.shape) * 10 / 255 + rng.standard_normal((1, c.shape[1], 1)) * 8 / 255, 0, 1)
+        for c in cleans
+    ]
+    images = prepare([n.astype(np.float32) for n in noisy])
+    assert len(images) == 2 and all(img.noise.column_std > 5 / 255 for img in images)
+    truth = 10 * math.log10(1 / np.mean([((n - c) ** 2).mean() for n, c in zip(noisy, cleans, strict=True)]))
+    assert estimated_psnr(lambda t: t, images) == pytest.approx(truth, abs=0.5)
+
+
 #: the Gaussian model (still in weights/, no longer registered): the white-noise model of the choice
 GAUSS_ENTRY = {"name": "lir-unet-gauss", "bundled": True, "file": "weights/lir-unet-gauss.safetensors", "url": "",
                "sha256": "dec1b0da7c735f4f490633e3922df0caa4338ee09f470984bee924dc38c87063", "size": 10917724}

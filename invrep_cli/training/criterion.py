@@ -57,7 +57,7 @@ def sure_mse(restore: RestoreFn, image: NoisyImage, seed: int = 0) -> float:
     b = sample_fitted(y, [fit], generator) - y  # unclipped: a draw of N(0, S(y))
     variance = (
         torch.tensor(fit.gain)[None, :, None, None] * y.clamp(0, 1) + torch.tensor(fit.floor)[None, :, None, None]
-    ).clamp(min=0)
+    ).clamp(min=0) + (fit.column_std**2 + fit.row_std**2)  # banding adds its offsets' variance to every pixel
     restored = restore(y).float()
     perturbed = restore(y + EPSILON * b).float()
     divergence = (b * (perturbed - restored)).sum() / EPSILON
