@@ -75,6 +75,9 @@ BLUR_GRID = tuple(round(0.1 * i, 1) for i in range(0, 21))
 CORR_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 0.95)
 
 
+#: the channel correlation of a gray image's noise: one noise in all three channels
+GRAY_CORR = ((1.0, 1.0, 1.0),) * 3
+
 # ---------------------------------------------------------------------------------------------
 # the fitted model
 
@@ -380,6 +383,9 @@ def sample_fitted(
         eye = torch.eye(3, device=dev, dtype=torch.float64)
         mix = torch.linalg.cholesky(corr + 1e-6 * eye).to(dt)
         white = torch.einsum("nij,njhw->nihw", mix, white)
+        # a gray fit's noise is exactly gray (the Cholesky factor of all ones, regularised, is not)
+        gray = torch.tensor([f.channel_corr == GRAY_CORR for f in chosen], device=dev)[:, None, None, None]
+        white = torch.where(gray, white[:, :1].expand_as(white), white)
     std = (gain * clean.clamp(0.0, 1.0) + floor).clamp(min=0.0).sqrt()
     factor = torch.ones(n, 1, 1, 1, device=dev, dtype=dt)  # each crop's std factor, banding's too
     if level_range != (1.0, 1.0):
@@ -697,9 +703,11 @@ def _fit_blocks(blocks: _Blocks) -> ImageNoise | None:
         gain, floor = _robust_line(np.array(xs), np.array(ys), np.array(ws))
         gains.append(gain)
         floors.append(floor)
-    if c == 1:
-        gains, floors = gains * 3, floors * 3
-        corr = np.eye(3)
+    if c == 1 or _gray(blocks):
+        # a gray image's noise is gray: drawn in colour, it would teach the restorer a chroma noise
+        # that gray inputs never have (and that a discriminator sees at once)
+        gains, floors = (gains * 3, floors * 3) if c == 1 else (gains, floors)
+        corr = np.array(GRAY_CORR)
     else:
         res = blocks.residual[idx]  # n x 3 x 64
         flat = res.transpose(1, 0, 2).reshape(3, -1)
@@ -713,6 +721,12 @@ def _fit_blocks(blocks: _Blocks) -> ImageNoise | None:
         blur=blur,
         channel_corr=tuple(tuple(float(v) for v in row) for row in corr),
     )
+
+
+def _gray(blocks: _Blocks) -> bool:
+    """Whether three channels hold one gray image (a gray file is read as three equal channels)."""
+    res = blocks.residual
+    return bool(np.array_equal(res[:, 0], res[:, 1]) and np.array_equal(res[:, 0], res[:, 2]))
 
 
 def _robust_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:

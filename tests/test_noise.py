@@ -116,6 +116,20 @@ def test_banding_is_drawn_constant_along_its_column_and_row() -> None:
     assert ImageNoise.from_dict(rows.to_dict()) == rows
 
 
+def test_a_gray_images_noise_is_fitted_and_drawn_gray() -> None:
+    """A gray file is read as three equal channels: its noise must be drawn gray too, not with the
+    chroma noise that a correlation of 0.95 (the calibration's top) would add."""
+    noisy = make_noisy(scene(8), ImageNoise((0.0,) * 3, (0.03**2,) * 3, 0.5, EYE)).mean(axis=2, keepdims=True)
+    fit = fit_image_noise(np.repeat(noisy, 3, axis=2))
+    assert fit is not None and np.allclose(fit.channel_corr, 1.0)
+    assert np.mean(fit.std_at(0.5)) == pytest.approx(0.03 / np.sqrt(3), rel=0.15)  # a mean of 3 draws
+    gray = torch.full((4, 3, 32, 32), 0.5)
+    drawn = NoiseModel(fitted=(fit,)).sample(gray, torch.Generator().manual_seed(0))
+    assert torch.equal(drawn[:, 0], drawn[:, 1]) and torch.equal(drawn[:, 0], drawn[:, 2])
+    colour = fit_image_noise(make_noisy(scene(8), ImageNoise((0.0,) * 3, (0.03**2,) * 3, 0.5, EYE)))
+    assert colour is not None and colour.channel_corr[0][1] < 0.3
+
+
 def test_fitted_model_samples_the_fitted_statistics() -> None:
     truth = ImageNoise((0.004,) * 3, (0.0003,) * 3, 0.0, EYE)
     model = fit_noise_model([make_noisy(scene(5), truth, seed=s) for s in range(2)], source="test")
