@@ -9,7 +9,8 @@ folder, fitted to it:
   model of a sensor;
 - **spatially correlated**: white noise filtered by a Gaussian of std ``blur`` pixels, renormalised
   to unit variance (demosaicing and JPEG spread noise over neighbouring pixels);
-- **correlated across channels**: a 3 x 3 correlation matrix (demosaicing again);
+- **correlated across channels**: a 3 x 3 correlation matrix (demosaicing again); a gray file's
+  noise is one noise in all three channels;
 - **banded**: an offset added to every pixel of a column (and of a row), drawn afresh per image:
   a CMOS sensor's column read-out noise. Read from the medians, down each column, of each pixel
   less its row neighbours (content and white noise average out along a column; the offsets do not),
