@@ -6,7 +6,7 @@
 # NOISE=banding R=runs/band: the same with a noise the fitted model cannot draw (column banding), to
 # see whether LIR's stage 2 learns what the fit gets wrong:
 #   OUT=runs/band/NAME HIGH_PASS=G CLEAN_HIGH_PASS=G bash benchmarks/new_domain.sh stage2
-# runs stage_real.sh's fixed recipe (721 stage-1 steps from the auto-chosen bundled model, 200 LIR
+# runs stage2_real.sh's fixed recipe (721 stage-1 steps from the auto-chosen bundled model, 200 LIR
 # steps, freeze 50, G_X begun as the noise model, anchor 1) on 1 thread, so two run side by side;
 # then MODELS=RUN/restorer-stage1.safetensors,RUN/restorer-stage2.safetensors ... `held` scores them.
 set -euo pipefail
