@@ -139,9 +139,9 @@ def main() -> None:
         fitted_b.append(own.sample(x_hat, generator)[0])
         nojpeg.append(NoiseModel(fitted=(fit,), jpeg_fraction=0.0).sample(x_hat, generator)[0])
     if all(bool((x == x[:1]).all()) for x in real):
-        # a gray folder (read as three equal channels): the fitted noise is drawn in colour (its
-        # channel correlation reads 0.95, the calibration's top), which a high-pass D sees at once;
-        # compare in gray, as restore sees a gray image, so that only the noise's shape differs
+        # a gray folder (read as three equal channels): the restorer's output on it is not exactly
+        # gray (restore averages it back to one channel), and a high-pass D sees colour at once;
+        # compare in gray, as restore outputs a gray image, so that only the noise's shape differs
         def gray(images: list[torch.Tensor]) -> list[torch.Tensor]:
             return [as_saved(x.mean(0, keepdim=True)).expand(3, -1, -1) for x in images]
 

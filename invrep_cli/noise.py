@@ -385,7 +385,7 @@ def sample_fitted(
         mix = torch.linalg.cholesky(corr + 1e-6 * eye).to(dt)
         white = torch.einsum("nij,njhw->nihw", mix, white)
         # a gray fit's noise is exactly gray (the Cholesky factor of all ones, regularised, is not)
-        gray = torch.tensor([f.channel_corr == GRAY_CORR for f in chosen], device=dev)[:, None, None, None]
+        gray = (corr == 1.0).all(dim=(1, 2))[:, None, None, None]
         white = torch.where(gray, white[:, :1].expand_as(white), white)
     std = (gain * clean.clamp(0.0, 1.0) + floor).clamp(min=0.0).sqrt()
     factor = torch.ones(n, 1, 1, 1, device=dev, dtype=dt)  # each crop's std factor, banding's too
@@ -704,10 +704,11 @@ def _fit_blocks(blocks: _Blocks) -> ImageNoise | None:
         gain, floor = _robust_line(np.array(xs), np.array(ys), np.array(ws))
         gains.append(gain)
         floors.append(floor)
+    if c == 1:
+        gains, floors = gains * 3, floors * 3
     if c == 1 or _gray(blocks):
         # a gray image's noise is gray: drawn in colour, it would teach the restorer a chroma noise
         # that gray inputs never have (and that a discriminator sees at once)
-        gains, floors = (gains * 3, floors * 3) if c == 1 else (gains, floors)
         corr = np.array(GRAY_CORR)
     else:
         res = blocks.residual[idx]  # n x 3 x 64
