@@ -145,6 +145,8 @@ class LossWeights:
 #: issue 20 (lir-lite-unet from the bundled model, 1,200 stage-1 steps at batch 16: 8 minutes on
 #: two CPU cores, +0.65 dB over the bundled default on a microscope it had never seen)
 DEFAULT_STAGE1_STEPS = 1200
+#: --gx-residual: what the gate multiplies (``objectives.noise_model_generator``)
+GX_RESIDUALS = ("image", "difference")
 #: ``init_weights`` values that are not paths: the bundled model chosen by the noise, or from scratch
 INIT_AUTO = "auto"
 INIT_NONE = "none"
@@ -234,6 +236,21 @@ class TrainConfig:
     #: stage 2: G_X begins as the noise model, x_ba = y + n_fit(y) + r with the learned residual r
     #: starting at zero (``objectives.noise_model_generator``); False: the authors' G_X
     gx_noise_model: bool = False
+    #: --gx-noise-model's residual r: "image" = gate x G_X's output (G_X is also the noisy decoder of the
+    #: reconstructions, so that output is a whole image); "difference" = gate x (G_X's output - y), the
+    #: part G_X adds to the clean image
+    gx_residual: str = "image"
+    #: the gate is this x a parameter that Adam moves by about ``lr`` a step: at 1 it opens at most
+    #: 1e-4 a step, and G_X's adversarial gradient is scaled by the gate itself
+    gx_gate_scale: float = 1.0
+    #: > 0: the gate is not learnt but ramps from 0 to 1 over this many stage-2 steps, so G_X's
+    #: residual gets D_X's gradient whatever D_X thinks of it at first (a learnt gate that D_X
+    #: closes also closes G_X's only adversarial gradient)
+    gx_gate_ramp: int = 0
+    #: stage 2: LIR's unit Gaussian noise on the latents G_Y decodes (restored x_ab, y's
+    #: self-reconstruction, the cross-cycle y). False: G_Y decodes codes as it does at inference;
+    #: G_X's latents keep their noise
+    restorer_latent_noise: bool = True
     batch_size: int = 16
     crop_size: int = 64
     lr: float = 1e-4
@@ -288,6 +305,7 @@ class TrainConfig:
             ("--steps", self.steps, 1),
             ("--warmup-steps", self.warmup_steps, 0),
             ("--lir-steps", self.lir_steps, 0),
+            ("--gx-gate-ramp", self.gx_gate_ramp, 0),
         ):
             need(value is None or value >= low, f"{name} must be >= {low}, got {value}")
         need(self.lr > 0 and self.repr_lr > 0 and self.warmup_lr > 0, "learning rates must be positive")
@@ -295,6 +313,11 @@ class TrainConfig:
         need(0 < low <= high, f"--noise-scale must be LOW-HIGH with 0 < LOW <= HIGH, got {low:g}-{high:g}")
         need(0.0 <= self.gray_fraction <= 1.0, f"--gray-fraction must be in [0, 1], got {self.gray_fraction}")
         need(0.0 <= self.jpeg_fraction <= 1.0, f"--jpeg-fraction must be in [0, 1], got {self.jpeg_fraction}")
+        need(
+            self.gx_residual in GX_RESIDUALS,
+            f"--gx-residual must be one of {', '.join(GX_RESIDUALS)}, got {self.gx_residual!r}",
+        )
+        need(self.gx_gate_scale > 0, f"--gx-gate-scale must be > 0, got {self.gx_gate_scale}")
         need(0.0 <= self.ema_decay < 1.0, f"--ema must be in [0, 1), got {self.ema_decay}")
         need(0.0 <= self.teacher_share < 1.0, f"--teacher-share must be in [0, 1), got {self.teacher_share}")
         need(

@@ -36,6 +36,10 @@ def with_latent_noise(code: torch.Tensor) -> torch.Tensor:
     return code + torch.randn_like(code)
 
 
+def _as_is(code: torch.Tensor) -> torch.Tensor:
+    return code
+
+
 @dataclass
 class TrainingForward:
     """The modules a training forward goes through (DDP or compiled wrappers where used), by the
@@ -93,16 +97,26 @@ def warm_start_objective(
     return terms, images
 
 
-def noise_model_generator(noise_model: NoiseModel, gate: torch.Tensor) -> FakeNoisy:
-    """G_X begun as the fitted noise model: x_ba = y + n_fit(y) + gate * G_X(codes), with the gate
-    (a learned scalar) starting at zero, so at stage 2's first step G_X *is* stage 1's noise and D_X
+def noise_model_generator(
+    noise_model: NoiseModel, gate: torch.Tensor, residual: str = "image", gate_scale: float = 1.0
+) -> FakeNoisy:
+    """G_X begun as the fitted noise model: x_ba = y + n_fit(y) + r, with r = g x G_X(codes)
+    (``residual`` "image") or g x (G_X(codes) - y) ("difference"), g = ``gate_scale`` x the gate, a
+    learned scalar starting at zero, so at stage 2's first step G_X *is* stage 1's noise and D_X
     teaches it only what the fit got wrong. The noise is the run's own model (its spec or fits, not
     the --noise-mix around them), clipped and quantised as a noisy file is; y's path carries no
-    gradient (the noise is data), the residual's does."""
+    gradient (the noise is data), the residual's does.
+
+    Why "difference": G_X is also the decoder of the noisy reconstructions, so its output is a whole
+    image; g x that image adds g x the scene to x_ba, which D_X can only answer by closing the gate.
+    Why a scale: Adam moves the gate by about the learning rate a step whatever its gradient, and
+    G_X's own adversarial gradient is scaled by the gate, so at scale 1 the residual can hardly grow."""
 
     def fake(clean: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         noisy01 = noise_model.sample((clean.detach().float() + 1.0) * 0.5)
-        return (noisy01 * 2.0 - 1.0).to(decoded.dtype) + gate.to(decoded.dtype) * decoded
+        g = (gate * gate_scale).to(decoded.dtype)
+        added = decoded - clean.detach().to(decoded.dtype) if residual == "difference" else decoded
+        return (noisy01 * 2.0 - 1.0).to(decoded.dtype) + g * added
 
     return fake
 
@@ -114,27 +128,30 @@ def lir_generator_objective(
     y: torch.Tensor,
     vgg: Any = None,
     fake_noisy: FakeNoisy | None = None,
+    restorer_latent_noise: bool = True,
 ) -> tuple[Terms, Images]:
     """Stage 2: the LIR terms of the encoders and decoders for noisy ``x`` and clean ``y`` (both in
     [-1, 1]). ``nets`` provides the (frozen) discriminators; ``vgg`` the semantic features or None;
-    ``fake_noisy`` makes x_ba from y and G_X's output (None: G_X's output itself, the authors')."""
+    ``fake_noisy`` makes x_ba from y and G_X's output (None: G_X's output itself, the authors');
+    ``restorer_latent_noise`` False: the codes G_Y decodes get no latent noise (as at inference)."""
     noise_encoder, noisy_decoder = forward.modules["noise_encoder"], forward.modules["noisy_decoder"]
     code_x, features_x = forward.encode("noisy_encoder", x)
     code_y, features_y = forward.encode("clean_encoder", y)
     noise_code_x = noise_encoder(x)
     # LIR adds unit Gaussian noise to every latent before it is decoded
     code_x_in, code_y_in, noise_code_x_in = map(with_latent_noise, (code_x, code_y, noise_code_x))
-    x_ab = forward.decode_clean(code_x_in, features_x, x)  # restored
+    for_g_y = with_latent_noise if restorer_latent_noise else _as_is
+    x_ab = forward.decode_clean(code_x_in if restorer_latent_noise else code_x, features_x, x)  # restored
     x_ba = noisy_decoder(torch.cat([code_y_in, noise_code_x_in], 1))  # synthetic noisy
     if fake_noisy is not None:
         x_ba = fake_noisy(y, x_ba)
     x_rec = noisy_decoder(torch.cat([code_x_in, noise_code_x_in], 1))
-    y_rec = forward.decode_clean(code_y_in, features_y, y)
+    y_rec = forward.decode_clean(code_y_in if restorer_latent_noise else code_y, features_y, y)
     code_ab, _ = forward.encode("clean_encoder", x_ab)
     code_ba, features_ba = forward.encode("noisy_encoder", x_ba)
     noise_code_ba = noise_encoder(x_ba)
     x_cyc = noisy_decoder(torch.cat([with_latent_noise(code_ab), with_latent_noise(noise_code_ba)], 1))
-    y_cyc = forward.decode_clean(with_latent_noise(code_ba), features_ba, x_ba)
+    y_cyc = forward.decode_clean(for_g_y(code_ba), features_ba, x_ba)
 
     batch = x.shape[0]
     repr_score = nets.representation_discriminator(torch.cat([code_x, code_y]))

@@ -287,8 +287,66 @@ def test_gx_begun_as_the_noise_model_reproduces_its_statistics(tiny_config: Mode
     noise01 = ((x_ba - y) / 2).detach()
     assert abs(float(noise01.mean())) < 0.003
     assert float(noise01.std()) == pytest.approx(25 / 255, rel=0.05)
-    model.train_step(_batch(0))
+    terms = model.train_step(_batch(0))
     assert float(model.noise_gate.detach()) != 0.0 and "noise_gate" in model.state_dict()
+    assert float(terms["gx_gate"]) == 0.0  # the gate this step's x_ba was made with
+
+
+def test_gx_gate_ramp_opens_on_schedule_whatever_the_gradient(tiny_config: ModelConfig) -> None:
+    """--gx-gate-ramp N: the gate is (step since the boundary + 1) / N, capped at 1, in each stage-2
+    step's x_ba, whatever Adam did to it in the step before; stage 1 leaves it at zero."""
+    model = _model(tiny_config, warmup=1, gx_noise_model=True, gx_gate_ramp=2, gx_gate_scale=4.0)
+    assert "gx_gate" not in model.train_step(_batch(0))
+    opened = [float(model.train_step(_batch(k))["gx_gate"]) for k in range(1, 4)]
+    assert opened == pytest.approx([0.5, 1.0, 1.0])
+
+
+def test_gx_difference_residual_adds_what_g_x_adds_to_the_clean_image(tiny_config: ModelConfig) -> None:
+    """--gx-residual difference: x_ba = y + n_fit + scale x gate x (G_X - y), so a G_X that returns
+    the clean image adds nothing at any gate (the "image" residual adds gate x the scene), and
+    --gx-gate-scale multiplies the gate."""
+    y = torch.zeros(4, 3, 16, 16) + 0.2
+    decoded = y + 0.1 * torch.randn(4, 3, 16, 16)
+    fakes = {}
+    for residual in ("image", "difference"):
+        model = _model(tiny_config, warmup=0, gx_noise_model=True, gx_residual=residual, gx_gate_scale=10.0)
+        assert model.fake_noisy is not None
+        with torch.no_grad():
+            model.noise_gate.fill_(0.02)  # g = 0.2
+
+        def fake(g_x: torch.Tensor, fake_noisy=model.fake_noisy) -> torch.Tensor:
+            torch.manual_seed(1)  # the same noise draw each time
+            return fake_noisy(y, g_x).detach()
+
+        fakes[residual] = fake
+    fitted_only = fakes["image"](torch.zeros_like(y))  # y + n_fit
+    assert torch.equal(fakes["difference"](y), fitted_only)
+    assert not torch.equal(fakes["image"](y), fitted_only)
+    assert torch.allclose(fakes["image"](decoded) - fitted_only, 0.2 * decoded, atol=1e-6)
+    assert torch.allclose(fakes["difference"](decoded) - fitted_only, 0.2 * (decoded - y), atol=1e-6)
+
+
+def test_restorer_latent_noise_off_decodes_as_at_inference(tiny_config: ModelConfig) -> None:
+    """--no-restorer-latent-noise: stage 2's restored x_ab is G_Y(E_X(x)) as restore computes it (no
+    LIR latent noise on the code G_Y decodes); with the authors' noise it is not."""
+    from invrep_cli.objectives import lir_generator_objective
+
+    model = _model(tiny_config, warmup=0)
+    x, y = _batch(0)
+    with torch.no_grad():
+        as_at_inference = model.forward.decode_clean(*model.forward.encode("noisy_encoder", x), x)
+        _, clean_codes = lir_generator_objective(model.forward, model.nets, x, y, restorer_latent_noise=False)
+        _, noisy_codes = lir_generator_objective(model.forward, model.nets, x, y)
+    assert torch.allclose(clean_codes["x_ab"], as_at_inference, atol=1e-6)
+    assert not torch.allclose(noisy_codes["x_ab"], as_at_inference, atol=1e-3)
+    terms = _model(tiny_config, warmup=0, restorer_latent_noise=False).train_step(_batch(1))
+    assert all(torch.isfinite(v) for v in terms.values())
+
+
+def test_gx_residual_options_are_checked(tmp_path: Path, clean_dir: Path) -> None:
+    for option, value in (("--gx-residual", "sum"), ("--gx-gate-scale", "0")):
+        result = run_train(tmp_path / "run", clean_dir, "--steps", "1", option, value)
+        assert result.exit_code == 2 and option in result.output
 
 
 def test_high_pass_discriminators_read_the_noise_not_the_brightness(tiny_config: ModelConfig) -> None:

@@ -159,6 +159,34 @@ def train_command(
             "zero) instead of the authors' decoder alone.",
         ),
     ] = _TC["gx_noise_model"],
+    gx_residual: Annotated[
+        str,
+        _opt(
+            "--gx-residual",
+            help="With --gx-noise-model: the gate multiplies G_X's output (image) or G_X's output less the clean "
+            "image (difference).",
+        ),
+    ] = _TC["gx_residual"],
+    gx_gate_scale: Annotated[
+        float,
+        _opt("--gx-gate-scale", help="With --gx-noise-model: the residual's gate opens this many times faster."),
+    ] = _TC["gx_gate_scale"],
+    gx_gate_ramp: Annotated[
+        int,
+        _opt(
+            "--gx-gate-ramp",
+            help="With --gx-noise-model: the gate is not learnt but opens from 0 to 1 over N stage-2 steps "
+            "(0: learnt).",
+        ),
+    ] = _TC["gx_gate_ramp"],
+    restorer_latent_noise: Annotated[
+        bool,
+        _opt(
+            "--restorer-latent-noise/--no-restorer-latent-noise",
+            help="Stage 2: LIR's unit noise on the latents G_Y decodes (the authors'); off: G_Y decodes them as at "
+            "inference.",
+        ),
+    ] = _TC["restorer_latent_noise"],
     warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
         "warmup_lr"
     ],

@@ -113,7 +113,9 @@ class LIRModel:
         if cfg.gx_noise_model:
             if noise_model is None:
                 raise ValueError("gx_noise_model needs a noise model")
-            self.fake_noisy = noise_model_generator(dataclasses.replace(noise_model, mix=()), self.noise_gate)
+            self.fake_noisy = noise_model_generator(
+                dataclasses.replace(noise_model, mix=()), self.noise_gate, cfg.gx_residual, cfg.gx_gate_scale
+            )
             generator_params = [*generator_params, self.noise_gate]
         fused = {"fused": True} if self.device.type == "cuda" else {}
         adam = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
@@ -243,6 +245,15 @@ class LIRModel:
             for _ in range(self.cfg.repr_steps):
                 terms["d_repr"] = self.representation_step(codes)
             terms.update(self.image_discriminator_step(x, y, codes))
+            if self.fake_noisy is not None:
+                if self.cfg.gx_gate_ramp:
+                    # a scheduled gate (Adam still holds it, so that files keep one optimiser
+                    # shape; its step is overwritten here)
+                    opened = (self.step - self.warmup_steps + 1) / self.cfg.gx_gate_ramp
+                    with torch.no_grad():
+                        self.noise_gate.fill_(min(1.0, opened) / self.cfg.gx_gate_scale)
+                # how far the residual is open in this step's x_ba, for the log
+                terms["gx_gate"] = self.noise_gate.detach() * self.cfg.gx_gate_scale
             g_terms, images = self.generator_step(x, y)
             terms.update(g_terms)
             for sched in self.lir_schedulers.values():
@@ -315,7 +326,10 @@ class LIRModel:
         """One D_X/D_Y step: real images target 1, detached fakes target 0, summed over scales."""
         nets, tm = self.nets, self.train_modules
         with torch.no_grad(), self.autocast():
-            fake_clean = self.forward.decode_clean(with_latent_noise(codes["code_x"]), codes["features_x"], x)
+            code_x = codes["code_x"]
+            if self.cfg.restorer_latent_noise:
+                code_x = with_latent_noise(code_x)
+            fake_clean = self.forward.decode_clean(code_x, codes["features_x"], x)
             fake_noisy = nets.noisy_decoder(
                 torch.cat([with_latent_noise(codes["code_y"]), with_latent_noise(codes["noise_code_x"])], 1)
             )
@@ -348,7 +362,9 @@ class LIRModel:
             module.requires_grad_(False)
         try:
             with self.autocast():
-                terms, images = lir_generator_objective(self.forward, nets, x, y, self.vgg, self.fake_noisy)
+                terms, images = lir_generator_objective(
+                    self.forward, nets, x, y, self.vgg, self.fake_noisy, self.cfg.restorer_latent_noise
+                )
             total = weighted_total(terms, self.loss_weights)
             if self.loss_weights.anchor > 0 and self.noise_model is not None:
                 with self.autocast():
