@@ -251,6 +251,9 @@ class TrainConfig:
     #: self-reconstruction, the cross-cycle y). False: G_Y decodes codes as it does at inference;
     #: G_X's latents keep their noise
     restorer_latent_noise: bool = True
+    #: stage 2's learning rate for E_X and G_Y (None: ``lr``, the authors'). Stage 1's cosine ends
+    #: near 1e-5; stage 2 restarts the restorer at 1e-4 with no momentum (betas 0, 0.9)
+    lir_restorer_lr: float | None = None
     batch_size: int = 16
     crop_size: int = 64
     lr: float = 1e-4
@@ -316,6 +319,10 @@ class TrainConfig:
         need(
             self.gx_residual in GX_RESIDUALS,
             f"--gx-residual must be one of {', '.join(GX_RESIDUALS)}, got {self.gx_residual!r}",
+        )
+        need(
+            self.lir_restorer_lr is None or self.lir_restorer_lr > 0,
+            f"--lir-restorer-lr must be > 0, got {self.lir_restorer_lr}",
         )
         need(self.gx_gate_scale > 0, f"--gx-gate-scale must be > 0, got {self.gx_gate_scale}")
         need(0.0 <= self.ema_decay < 1.0, f"--ema must be in [0, 1), got {self.ema_decay}")

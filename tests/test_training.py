@@ -343,8 +343,26 @@ def test_restorer_latent_noise_off_decodes_as_at_inference(tiny_config: ModelCon
     assert all(torch.isfinite(v) for v in terms.values())
 
 
+def test_lir_restorer_lr_sets_e_x_and_g_y_apart_and_resumes_from_stage_1(tiny_config: ModelConfig) -> None:
+    """--lir-restorer-lr: stage 2 moves E_X and G_Y at their own rate and the other networks at
+    --lr; a stage-1 checkpoint (whose LIR optimisers took no step) loads into the split optimiser."""
+    stage1 = _model(tiny_config, warmup=1)
+    stage1.train_step(_batch(0))
+    model = _model(tiny_config, warmup=1, lir_restorer_lr=1e-6)
+    model.load_state_dict(copy.deepcopy(stage1.state_dict()))
+    rates = [group["lr"] for group in model.optimizers["generators"].param_groups]
+    assert rates == [1e-4, 1e-6]
+    restorer = [p for name in ("noisy_encoder", "clean_decoder") for p in getattr(model.nets, name).parameters()]
+    assert {id(p) for p in model.optimizers["generators"].param_groups[1]["params"]} == {id(p) for p in restorer}
+    decoder = model.nets.clean_decoder
+    before = {name: p.detach().clone() for name, p in decoder.named_parameters()}
+    model.train_step(_batch(1))
+    moved = max(float((p.detach() - before[name]).abs().max()) for name, p in decoder.named_parameters())
+    assert 0 < moved <= 1.1e-6  # Adam's step is at most about the rate
+
+
 def test_gx_residual_options_are_checked(tmp_path: Path, clean_dir: Path) -> None:
-    for option, value in (("--gx-residual", "sum"), ("--gx-gate-scale", "0")):
+    for option, value in (("--gx-residual", "sum"), ("--gx-gate-scale", "0"), ("--lir-restorer-lr", "0")):
         result = run_train(tmp_path / "run", clean_dir, "--steps", "1", option, value)
         assert result.exit_code == 2 and option in result.output
 

@@ -187,6 +187,10 @@ def train_command(
             "inference.",
         ),
     ] = _TC["restorer_latent_noise"],
+    lir_restorer_lr: Annotated[
+        float | None,
+        _opt("--lir-restorer-lr", help="Stage 2's learning rate for E_X and G_Y (default: --lr, the authors')."),
+    ] = None,
     warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
         "warmup_lr"
     ],

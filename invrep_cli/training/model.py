@@ -120,8 +120,15 @@ class LIRModel:
         fused = {"fused": True} if self.device.type == "cuda" else {}
         adam = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
         restorer_params = [p for name in RESTORER_NETWORKS for p in getattr(self.nets, name).parameters()]
+        generator_groups: list[dict[str, Any]] = [{"params": generator_params}]
+        if cfg.lir_restorer_lr is not None:  # E_X and G_Y in a group of their own, after the others
+            own = {id(p) for p in restorer_params}
+            generator_groups = [
+                {"params": [p for p in generator_params if id(p) not in own]},
+                {"params": restorer_params, "lr": cfg.lir_restorer_lr},
+            ]
         self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "generators": torch.optim.Adam(generator_params, lr=cfg.lr, **adam),
+            "generators": torch.optim.Adam(generator_groups, lr=cfg.lr, **adam),
             "image_discriminators": torch.optim.Adam(self.nets.image_discriminator_parameters(), lr=cfg.lr, **adam),
             "representation_discriminator": torch.optim.Adam(
                 self.nets.representation_discriminator.parameters(), lr=cfg.repr_lr, **adam
@@ -416,11 +423,15 @@ class LIRModel:
         for name, module in self.nets.items():
             module.load_state_dict(state["networks"][name])
         for name, opt in self.optimizers.items():
-            if name in state["optimizers"]:
-                opt.load_state_dict(state["optimizers"][name])
+            saved = state["optimizers"].get(name)
+            # a stage-1 checkpoint's LIR optimisers have taken no step: nothing to load, and their
+            # groups may be shaped before --lir-restorer-lr split them
+            if saved is not None and (saved["state"] or len(saved["param_groups"]) == len(opt.param_groups)):
+                opt.load_state_dict(saved)
         for name, sched in self.schedulers.items():
-            if name in state["schedulers"]:
-                sched.load_state_dict(state["schedulers"][name])
+            saved = state["schedulers"].get(name)
+            if saved is not None and len(saved.get("base_lrs", sched.base_lrs)) == len(sched.base_lrs):
+                sched.load_state_dict(saved)
         for name, scaler in self.scalers.items():
             scaler_state = state.get("scalers", {}).get(name)
             if scaler_state and self._scaler_on:
