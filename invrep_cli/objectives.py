@@ -140,6 +140,8 @@ def lir_generator_objective(
     noise_code_x = noise_encoder(x)
     # LIR adds unit Gaussian noise to every latent before it is decoded
     code_x_in, code_y_in, noise_code_x_in = map(with_latent_noise, (code_x, code_y, noise_code_x))
+    # G_Y's codes: x_ab and y_rec take the noised codes drawn above (so the authors' path draws its
+    # noise in the same order as before the option), the cross-cycle y draws its own below
     for_g_y = with_latent_noise if restorer_latent_noise else _as_is
     x_ab = forward.decode_clean(code_x_in if restorer_latent_noise else code_x, features_x, x)  # restored
     x_ba = noisy_decoder(torch.cat([code_y_in, noise_code_x_in], 1))  # synthetic noisy
