@@ -20,23 +20,20 @@ import numpy as np
 import torch
 
 from invrep_cli.config import ModelConfig
-from invrep_cli.imageio import image_files, read_image
+from invrep_cli.data import list_images, read_image
 from invrep_cli.models import build_models
 from invrep_cli.noise import NoiseModel, _column_offsets
-from invrep_cli.objectives import noise_model_generator
+from invrep_cli.objectives import TrainingForward, noise_model_generator
 
 
 def crops(folder: Path, count: int, size: int, rng: random.Random) -> torch.Tensor:
     """``count`` random ``size``-px crops of the folder's images, N x 3 x size x size in [-1, 1]."""
-    files = image_files(folder)
+    files = list_images(folder)
     out = []
     for f in rng.choices(files, k=count):
-        loaded = read_image(f)
-        img = loaded.samples.astype(np.float32) / (2**loaded.bit_depth - 1)
-        if img.shape[2] == 1:
-            img = np.repeat(img, 3, axis=2)
+        img = read_image(f)  # H x W x 3 in [0, 1], as training reads it
         i, j = rng.randrange(img.shape[0] - size + 1), rng.randrange(img.shape[1] - size + 1)
-        out.append(torch.from_numpy(img[i : i + size, j : j + size, :3] * 2 - 1).permute(2, 0, 1))
+        out.append(torch.from_numpy(img[i : i + size, j : j + size] * 2 - 1).permute(2, 0, 1))
     return torch.stack(out)
 
 
@@ -56,11 +53,13 @@ def main() -> None:
     args = ap.parse_args()
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    nets = build_models(ModelConfig(**ckpt["model_config"]))
+    config = ModelConfig(**ckpt["model_config"])
+    nets = build_models(config)
     for name, state in ckpt["networks"].items():
         getattr(nets, name).load_state_dict(state)
     for _, module in nets.items():
         module.eval()
+    forward = TrainingForward(dict(nets.items()), level_input=config.level_input)
     run = ckpt.get("train_config") or {}
     gate = ckpt.get("noise_gate", torch.zeros(()))
     noise = NoiseModel.from_dict(ckpt["noise_model"])
@@ -68,11 +67,11 @@ def main() -> None:
     y, x = crops(args.clean, args.crops, args.size, rng), crops(args.noisy, args.crops, args.size, rng)
     torch.manual_seed(0)
     with torch.no_grad():
-        code_y, _ = nets.clean_encoder(y, with_skips=True)
+        code_y, _ = forward.encode("clean_encoder", y)
         noise_code = nets.noise_encoder(x)
         g_x = nets.noisy_decoder(torch.cat([code_y, noise_code], 1))
         # G_X's self-reconstruction of the real noisy crops (LIR's rec_noisy term): can it draw them?
-        code_x, _ = nets.noisy_encoder(x, with_skips=True)
+        code_x, _ = forward.encode("noisy_encoder", x)
         x_rec = nets.noisy_decoder(torch.cat([code_x, noise_code], 1))
         fitted = noise.sample((y + 1) / 2) * 2 - 1
         if run.get("gx_noise_model"):
@@ -86,7 +85,7 @@ def main() -> None:
         f"{args.checkpoint} (step {ckpt['step']}): gate {opened:.4f}; column banding (0-255) in "
         f"real noisy {banding(x):.2f}, clean {banding(y):.2f}, y + fitted {banding(fitted):.2f}, "
         f"G_X {banding(g_x):.2f}, G_X's reconstruction of the noisy {banding(x_rec):.2f}, "
-        f"x_ba {banding(x_ba):.2f}; |x_ba - y - n_fit| "
+        f"x_ba {banding(x_ba):.2f}; mean |G_X - y| {float((g_x - y).abs().mean()) * 127.5:.2f}, |x_ba - y - n_fit| "
         f"{float((x_ba - fitted).abs().mean()) * 127.5:.2f}"
     )
 

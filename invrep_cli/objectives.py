@@ -36,10 +36,6 @@ def with_latent_noise(code: torch.Tensor) -> torch.Tensor:
     return code + torch.randn_like(code)
 
 
-def _as_is(code: torch.Tensor) -> torch.Tensor:
-    return code
-
-
 @dataclass
 class TrainingForward:
     """The modules a training forward goes through (DDP or compiled wrappers where used), by the
@@ -142,7 +138,6 @@ def lir_generator_objective(
     code_x_in, code_y_in, noise_code_x_in = map(with_latent_noise, (code_x, code_y, noise_code_x))
     # G_Y's codes: x_ab and y_rec take the noised codes drawn above (so the authors' path draws its
     # noise in the same order as before the option), the cross-cycle y draws its own below
-    for_g_y = with_latent_noise if restorer_latent_noise else _as_is
     x_ab = forward.decode_clean(code_x_in if restorer_latent_noise else code_x, features_x, x)  # restored
     x_ba = noisy_decoder(torch.cat([code_y_in, noise_code_x_in], 1))  # synthetic noisy
     if fake_noisy is not None:
@@ -153,7 +148,7 @@ def lir_generator_objective(
     code_ba, features_ba = forward.encode("noisy_encoder", x_ba)
     noise_code_ba = noise_encoder(x_ba)
     x_cyc = noisy_decoder(torch.cat([with_latent_noise(code_ab), with_latent_noise(noise_code_ba)], 1))
-    y_cyc = forward.decode_clean(for_g_y(code_ba), features_ba, x_ba)
+    y_cyc = forward.decode_clean(with_latent_noise(code_ba) if restorer_latent_noise else code_ba, features_ba, x_ba)
 
     batch = x.shape[0]
     repr_score = nets.representation_discriminator(torch.cat([code_x, code_y]))

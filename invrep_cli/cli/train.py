@@ -190,7 +190,7 @@ def train_command(
     lir_restorer_lr: Annotated[
         float | None,
         _opt("--lir-restorer-lr", help="Stage 2's learning rate for E_X and G_Y (default: --lr, the authors')."),
-    ] = None,
+    ] = _TC["lir_restorer_lr"],
     warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
         "warmup_lr"
     ],
