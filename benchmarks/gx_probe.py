@@ -5,7 +5,7 @@ x_ba is made as training makes it (``--gx-noise-model``: y + n_fit + g x residua
 ``--gx-residual`` and ``--gx-gate-scale``; without it, G_X's output) from crops of the clean folder
 and the noise codes of crops of the noisy folder. Column banding is read by the noise fit's own
 reader (``noise._column_offsets``) on each 64-px crop and averaged, in the 0-255 scale, for the real
-noisy crops, the clean ones, y + fitted noise, G_X's output and x_ba.
+noisy crops, the clean ones, y + fitted noise, G_X's output, x_ba and what the gate adds to y + n_fit.
 
     python benchmarks/gx_probe.py runs/band/hpx/checkpoints/step_00000921.pt runs/band/clean runs/band/noisy
 """
@@ -23,7 +23,7 @@ from invrep_cli.config import ModelConfig
 from invrep_cli.data import list_images, read_image
 from invrep_cli.models import build_models
 from invrep_cli.noise import NoiseModel, _column_offsets
-from invrep_cli.objectives import TrainingForward, noise_model_generator
+from invrep_cli.objectives import NoiseModelGX, TrainingForward, synthetic_noisy
 
 
 def crops(folder: Path, count: int, size: int, rng: random.Random) -> torch.Tensor:
@@ -77,7 +77,8 @@ def main() -> None:
         if run.get("gx_noise_model"):
             residual, scale = run.get("gx_residual", "image"), float(run.get("gx_gate_scale", 1.0))
             torch.manual_seed(0)
-            x_ba = noise_model_generator(noise, gate, residual, scale)(y, g_x)
+            g_x_noise = NoiseModelGX(noise, gate, residual, scale)
+            x_ba = synthetic_noisy(nets.noisy_decoder, code_y, noise_code, y, g_x_noise)
             opened = float(gate) * scale
         else:
             x_ba, opened = g_x, float("nan")
@@ -85,7 +86,8 @@ def main() -> None:
         f"{args.checkpoint} (step {ckpt['step']}): gate {opened:.4f}; column banding (0-255) in "
         f"real noisy {banding(x):.2f}, clean {banding(y):.2f}, y + fitted {banding(fitted):.2f}, "
         f"G_X {banding(g_x):.2f}, G_X's reconstruction of the noisy {banding(x_rec):.2f}, "
-        f"x_ba {banding(x_ba):.2f}; mean |G_X - y| {float((g_x - y).abs().mean()) * 127.5:.2f}, |x_ba - y - n_fit| "
+        f"x_ba {banding(x_ba):.2f}, x_ba - y - n_fit (the gated residual) {banding(x_ba - fitted):.2f}; "
+        f"mean |G_X - y| {float((g_x - y).abs().mean()) * 127.5:.2f}, |x_ba - y - n_fit| "
         f"{float((x_ba - fitted).abs().mean()) * 127.5:.2f}"
     )
 

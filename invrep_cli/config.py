@@ -145,8 +145,8 @@ class LossWeights:
 #: issue 20 (lir-lite-unet from the bundled model, 1,200 stage-1 steps at batch 16: 8 minutes on
 #: two CPU cores, +0.65 dB over the bundled default on a microscope it had never seen)
 DEFAULT_STAGE1_STEPS = 1200
-#: --gx-residual: what the gate multiplies (``objectives.noise_model_generator``)
-GX_RESIDUALS = ("image", "difference")
+#: --gx-residual: what the gate multiplies (``objectives.NoiseModelGX``)
+GX_RESIDUALS = ("image", "difference", "noise-code")
 #: ``init_weights`` values that are not paths: the bundled model chosen by the noise, or from scratch
 INIT_AUTO = "auto"
 INIT_NONE = "none"
@@ -238,7 +238,8 @@ class TrainConfig:
     gx_noise_model: bool = False
     #: --gx-noise-model's residual r: "image" = gate x G_X's output (G_X is also the noisy decoder of the
     #: reconstructions, so that output is a whole image); "difference" = gate x (G_X's output - y), the
-    #: part G_X adds to the clean image
+    #: part G_X adds to the clean image; "noise-code" = gate x (G_X's output - its output with the
+    #: noise code zeroed), what G_X draws from the noise code (one more G_X pass a step)
     gx_residual: str = "image"
     #: the gate is this x a parameter that Adam moves by about ``lr`` a step: at 1 it opens at most
     #: 1e-4 a step, and G_X's adversarial gradient is scaled by the gate itself
@@ -254,6 +255,9 @@ class TrainConfig:
     #: stage 2's learning rate for E_X and G_Y (None: ``lr``, the authors'). Stage 1's cosine ends
     #: near 1e-5; stage 2 restarts the restorer at 1e-4 with no momentum (betas 0, 0.9)
     lir_restorer_lr: float | None = None
+    #: stage 2 starts E_Y as a copy of stage 1's E_X (False: random, the authors'), so the content
+    #: codes G_X decodes and D_R compares begin as the restorer's own
+    lir_init_clean_encoder: bool = False
     batch_size: int = 16
     crop_size: int = 64
     lr: float = 1e-4
@@ -325,6 +329,10 @@ class TrainConfig:
             f"--lir-restorer-lr must be > 0, got {self.lir_restorer_lr}",
         )
         need(self.gx_gate_scale > 0, f"--gx-gate-scale must be > 0, got {self.gx_gate_scale}")
+        need(
+            not (self.lir_init_clean_encoder and self.model.level_input),
+            "--lir-init-clean-encoder copies E_X into E_Y, and a --level-input E_X reads one more channel",
+        )
         need(0.0 <= self.ema_decay < 1.0, f"--ema must be in [0, 1), got {self.ema_decay}")
         need(0.0 <= self.teacher_share < 1.0, f"--teacher-share must be in [0, 1), got {self.teacher_share}")
         need(

@@ -13,7 +13,6 @@ whatever autocast the caller opened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +26,6 @@ from invrep_cli.noise import NoiseModel
 
 Terms = dict[str, torch.Tensor]
 Images = dict[str, torch.Tensor]
-#: (clean y, G_X's decoded output) -> the synthetic noisy image x_ba, both in [-1, 1]
-FakeNoisy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def with_latent_noise(code: torch.Tensor) -> torch.Tensor:
@@ -93,28 +90,63 @@ def warm_start_objective(
     return terms, images
 
 
-def noise_model_generator(
-    noise_model: NoiseModel, gate: torch.Tensor, residual: str = "image", gate_scale: float = 1.0
-) -> FakeNoisy:
+@dataclass
+class NoiseModelGX:
     """G_X begun as the fitted noise model: x_ba = y + n_fit(y) + r, with r = g x G_X(codes)
-    (``residual`` "image") or g x (G_X(codes) - y) ("difference"), g = ``gate_scale`` x the gate, a
-    learned scalar starting at zero, so at stage 2's first step G_X *is* stage 1's noise and D_X
-    teaches it only what the fit got wrong. The noise is the run's own model (its spec or fits, not
-    the --noise-mix around them), clipped and quantised as a noisy file is; y's path carries no
-    gradient (the noise is data), the residual's does.
+    (``residual`` "image"), g x (G_X(codes) - y) ("difference") or g x (G_X(codes) - G_X(codes with
+    the noise code zeroed)) ("noise-code"); g = ``gate_scale`` x the gate, a learned scalar starting
+    at zero, so at stage 2's first step G_X *is* stage 1's noise and D_X teaches it only what the fit
+    got wrong. The noise is the run's own model (its spec or fits, not the --noise-mix around them),
+    clipped and quantised as a noisy file is; y's path carries no gradient (the noise is data), the
+    residual's does.
 
     Why "difference": G_X is also the decoder of the noisy reconstructions, so its output is a whole
     image; g x that image adds g x the scene to x_ba, which D_X can only answer by closing the gate.
+    Why "noise-code": a G_X that has not learnt to redraw y (Round LONG: 17-20/255 from it on
+    average) puts that error into the difference; what the noise code changes in G_X's output is
+    the noise G_X draws, and its error on the scene cancels (to first order).
     Why a scale: Adam moves the gate by about the learning rate a step whatever its gradient, and
     G_X's own adversarial gradient is scaled by the gate, so at scale 1 the residual can hardly grow."""
 
-    def fake(clean: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
-        noisy01 = noise_model.sample((clean.detach().float() + 1.0) * 0.5)
-        g = (gate * gate_scale).to(decoded.dtype)
-        added = decoded - clean.detach().to(decoded.dtype) if residual == "difference" else decoded
+    noise_model: NoiseModel
+    gate: torch.Tensor
+    residual: str = "image"
+    gate_scale: float = 1.0
+
+    def __call__(
+        self, clean: torch.Tensor, decoded: torch.Tensor, without_noise_code: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x_ba from clean y, G_X's output and (for "noise-code") G_X's output with the noise code zeroed."""
+        noisy01 = self.noise_model.sample((clean.detach().float() + 1.0) * 0.5)
+        g = (self.gate * self.gate_scale).to(decoded.dtype)
+        if self.residual == "noise-code":
+            if without_noise_code is None:
+                raise ValueError("the noise-code residual needs G_X's output with the noise code zeroed")
+            added = decoded - without_noise_code
+        elif self.residual == "difference":
+            added = decoded - clean.detach().to(decoded.dtype)
+        else:
+            added = decoded
         return (noisy01 * 2.0 - 1.0).to(decoded.dtype) + g * added
 
-    return fake
+
+def synthetic_noisy(
+    noisy_decoder: nn.Module,
+    code: torch.Tensor,
+    noise_code: torch.Tensor,
+    clean: torch.Tensor,
+    fake_noisy: NoiseModelGX | None = None,
+) -> torch.Tensor:
+    """x_ba for clean ``clean`` of content ``code``: G_X(code (+) noise_code) (the authors'), or with
+    ``fake_noisy`` the fitted noise plus G_X's gated residual. The one path of the generator and
+    discriminator steps (and of the probe), so they all see the same x_ba."""
+    decoded = noisy_decoder(torch.cat([code, noise_code], 1))
+    if fake_noisy is None:
+        return decoded
+    without = None
+    if fake_noisy.residual == "noise-code":
+        without = noisy_decoder(torch.cat([code, torch.zeros_like(noise_code)], 1))
+    return fake_noisy(clean, decoded, without)
 
 
 def lir_generator_objective(
@@ -123,7 +155,7 @@ def lir_generator_objective(
     x: torch.Tensor,
     y: torch.Tensor,
     vgg: Any = None,
-    fake_noisy: FakeNoisy | None = None,
+    fake_noisy: NoiseModelGX | None = None,
     restorer_latent_noise: bool = True,
 ) -> tuple[Terms, Images]:
     """Stage 2: the LIR terms of the encoders and decoders for noisy ``x`` and clean ``y`` (both in
@@ -139,9 +171,7 @@ def lir_generator_objective(
     # G_Y's codes: x_ab and y_rec take the noised codes drawn above (so the authors' path draws its
     # noise in the same order as before the option), the cross-cycle y draws its own below
     x_ab = forward.decode_clean(code_x_in if restorer_latent_noise else code_x, features_x, x)  # restored
-    x_ba = noisy_decoder(torch.cat([code_y_in, noise_code_x_in], 1))  # synthetic noisy
-    if fake_noisy is not None:
-        x_ba = fake_noisy(y, x_ba)
+    x_ba = synthetic_noisy(noisy_decoder, code_y_in, noise_code_x_in, y, fake_noisy)
     x_rec = noisy_decoder(torch.cat([code_x_in, noise_code_x_in], 1))
     y_rec = forward.decode_clean(code_y_in if restorer_latent_noise else code_y, features_y, y)
     code_ab, _ = forward.encode("clean_encoder", x_ab)

@@ -326,6 +326,59 @@ def test_gx_difference_residual_adds_what_g_x_adds_to_the_clean_image(tiny_confi
     assert torch.allclose(fakes["difference"](decoded) - fitted_only, 0.2 * (decoded - y), atol=1e-6)
 
 
+def test_gx_noise_code_residual_adds_only_what_the_noise_code_draws() -> None:
+    """--gx-residual noise-code: x_ba = y + n_fit + g x (G_X(c (+) n) - G_X(c (+) 0)), so a G_X whose
+    output ignores the noise code adds nothing at any gate, however far its output is from y (the
+    scene error the "difference" residual would carry), and one that reads the code adds g x what
+    the code changes."""
+    from invrep_cli.objectives import NoiseModelGX, synthetic_noisy
+
+    gate = torch.tensor(0.5)
+    noise = NoiseModel(spec=parse_noise("gaussian:25"))
+    code, noise_code = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    y = torch.rand(2, 3, 8, 8) * 2 - 1
+    scene_only = lambda z: torch.tanh(z[:, :3]) + 0.3  # noqa: E731 (a G_X blind to the noise code)
+    reads_code = lambda z: torch.tanh(z[:, :3]) + 0.1 * z[:, 4:7]  # noqa: E731
+
+    def x_ba(decoder: Any, residual: str) -> torch.Tensor:
+        torch.manual_seed(2)  # the same noise draw each time
+        return synthetic_noisy(decoder, code, noise_code, y, NoiseModelGX(noise, gate, residual))
+
+    torch.manual_seed(2)
+    fitted = noise.sample((y + 1) * 0.5) * 2 - 1
+    assert torch.equal(x_ba(scene_only, "noise-code"), fitted)
+    assert not torch.allclose(x_ba(scene_only, "difference"), fitted, atol=1e-3)
+    assert torch.allclose(x_ba(reads_code, "noise-code") - fitted, 0.5 * 0.1 * noise_code[:, :3], atol=1e-6)
+    with pytest.raises(ValueError, match="noise code zeroed"):
+        NoiseModelGX(noise, gate, "noise-code")(y, y)
+
+
+def test_gx_noise_code_residual_trains(tiny_config: ModelConfig) -> None:
+    model = _model(tiny_config, warmup=0, gx_noise_model=True, gx_residual="noise-code", gx_gate_ramp=2)
+    terms = model.train_step(_batch(0))
+    assert all(torch.isfinite(v) for v in terms.values()) and float(terms["gx_gate"]) == 0.5
+
+
+def test_lir_init_clean_encoder_starts_e_y_as_e_x(tiny_config: ModelConfig) -> None:
+    """--lir-init-clean-encoder: at stage 2's first step E_Y takes E_X's weights (then one Adam step
+    of at most about the rate moves it; E_X is frozen here), and not before; without it E_Y stays
+    its own random start."""
+
+    def gap(model: LIRModel) -> float:
+        e_x = {name: p.detach() for name, p in model.nets.noisy_encoder.named_parameters()}
+        e_y = model.nets.clean_encoder.named_parameters()
+        return max(float((p.detach() - e_x[name]).abs().max()) for name, p in e_y)
+
+    runs = {}
+    for copied in (False, True):
+        model = _model(tiny_config, warmup=1, lir_freeze_steps=1, lir_init_clean_encoder=copied)
+        model.train_step(_batch(0))  # stage 1
+        runs[copied] = (gap(model), model)
+        model.train_step(_batch(1))  # stage 2's first step
+    assert runs[True][0] > 0.01 and runs[False][0] > 0.01  # stage 1 left E_Y as it began
+    assert gap(runs[True][1]) <= 1.1e-4 < 0.01 < gap(runs[False][1])
+
+
 def test_restorer_latent_noise_off_decodes_as_at_inference(tiny_config: ModelConfig) -> None:
     """--no-restorer-latent-noise: stage 2's restored x_ab is G_Y(E_X(x)) as restore computes it (no
     LIR latent noise on the code G_Y decodes); with the authors' noise it is not."""
@@ -361,10 +414,22 @@ def test_lir_restorer_lr_sets_e_x_and_g_y_apart_and_resumes_from_stage_1(tiny_co
     assert 0 < moved <= 1.1e-6  # Adam's step is at most about the rate
 
 
+def test_lir_restorer_lr_cannot_be_added_to_a_run_past_stage_2s_first_step(tiny_config: ModelConfig) -> None:
+    """A checkpoint made before --lir-restorer-lr existed (its field is not compared on resume) whose
+    stage-2 optimiser has stepped: adding the option is refused in one line (exit 2), not torch's
+    ValueError about parameter groups."""
+    model = _model(tiny_config, warmup=0)
+    model.train_step(_batch(0))
+    with pytest.raises(UsageError, match="--lir-restorer-lr"):
+        _model(tiny_config, warmup=0, lir_restorer_lr=1e-5).load_state_dict(copy.deepcopy(model.state_dict()))
+
+
 def test_gx_residual_options_are_checked(tmp_path: Path, clean_dir: Path) -> None:
     for option, value in (("--gx-residual", "sum"), ("--gx-gate-scale", "0"), ("--lir-restorer-lr", "0")):
         result = run_train(tmp_path / "run", clean_dir, "--steps", "1", option, value)
         assert result.exit_code == 2 and option in result.output
+    result = run_train(tmp_path / "run", clean_dir, "--steps", "1", "--level-input", "--lir-init-clean-encoder")
+    assert result.exit_code == 2 and "--lir-init-clean-encoder" in result.output
 
 
 def test_high_pass_discriminators_read_the_noise_not_the_brightness(tiny_config: ModelConfig) -> None:

@@ -27,14 +27,15 @@ from torch import nn
 from invrep_cli.config import ModelConfig, TrainConfig
 from invrep_cli.distenv import DistInfo
 from invrep_cli.ema import MovingAverage
+from invrep_cli.errors import UsageError
 from invrep_cli.losses import lsgan, weighted_total
 from invrep_cli.models import LIRNetworks, Restorer, build_models
 from invrep_cli.noise import NoiseModel
 from invrep_cli.objectives import (
-    FakeNoisy,
+    NoiseModelGX,
     TrainingForward,
     lir_generator_objective,
-    noise_model_generator,
+    synthetic_noisy,
     warm_start_objective,
     with_latent_noise,
 )
@@ -108,12 +109,12 @@ class LIRModel:
             self.nets.restorer().load_state_dict(init_state)
         #: --gx-noise-model: the gate of G_X's residual on the noise model, zero at the start
         self.noise_gate = nn.Parameter(torch.zeros((), device=self.device))
-        self.fake_noisy: FakeNoisy | None = None
+        self.fake_noisy: NoiseModelGX | None = None
         generator_params = self.nets.generator_parameters()
         if cfg.gx_noise_model:
             if noise_model is None:
                 raise ValueError("gx_noise_model needs a noise model")
-            self.fake_noisy = noise_model_generator(
+            self.fake_noisy = NoiseModelGX(
                 dataclasses.replace(noise_model, mix=()), self.noise_gate, cfg.gx_residual, cfg.gx_gate_scale
             )
             generator_params = [*generator_params, self.noise_gate]
@@ -247,6 +248,10 @@ class LIRModel:
             # frozen steps: every forward of this iteration runs E_X and G_Y in train mode, which
             # moves their BatchNorm running averages; they are put back at the end
             held = self._restorer_buffers() if self.restorer_frozen else None
+            if self.step == self.warmup_steps and self.cfg.lir_init_clean_encoder:
+                # E_Y begins as stage 1's E_X: its codes are already the restorer's content codes,
+                # which G_X is to decode and D_R to match (its optimiser has taken no step yet)
+                self.nets.clean_encoder.load_state_dict(self.nets.noisy_encoder.state_dict())
             codes = self.encode_for_discriminators(x, y)
             terms = {}
             for _ in range(self.cfg.repr_steps):
@@ -337,11 +342,13 @@ class LIRModel:
             if self.cfg.restorer_latent_noise:
                 code_x = with_latent_noise(code_x)
             fake_clean = self.forward.decode_clean(code_x, codes["features_x"], x)
-            fake_noisy = nets.noisy_decoder(
-                torch.cat([with_latent_noise(codes["code_y"]), with_latent_noise(codes["noise_code_x"])], 1)
+            fake_noisy = synthetic_noisy(
+                nets.noisy_decoder,
+                with_latent_noise(codes["code_y"]),
+                with_latent_noise(codes["noise_code_x"]),
+                y,
+                self.fake_noisy,
             )
-            if self.fake_noisy is not None:
-                fake_noisy = self.fake_noisy(y, fake_noisy)
         batch = x.shape[0]
         with self.autocast():
             # real and fake in one batch: one DDP forward per discriminator (they have no BatchNorm)
@@ -426,8 +433,16 @@ class LIRModel:
             saved = state["optimizers"].get(name)
             # a stage-1 checkpoint's LIR optimisers have taken no step: nothing to load, and their
             # groups may be shaped before --lir-restorer-lr split them
-            if saved is not None and (saved["state"] or len(saved["param_groups"]) == len(opt.param_groups)):
-                opt.load_state_dict(saved)
+            if saved is None or (not saved["state"] and len(saved["param_groups"]) != len(opt.param_groups)):
+                continue
+            if len(saved["param_groups"]) != len(opt.param_groups):
+                # a checkpoint from before the option, resumed with it (its field is not compared)
+                raise UsageError(
+                    f"--resume: the run's {name} optimiser has {len(saved['param_groups'])} parameter group(s) "
+                    f"and this command's {len(opt.param_groups)}: --lir-restorer-lr can be added or dropped "
+                    "only before stage 2's first step"
+                )
+            opt.load_state_dict(saved)
         for name, sched in self.schedulers.items():
             saved = state["schedulers"].get(name)
             if saved is not None and len(saved.get("base_lrs", sched.base_lrs)) == len(sched.base_lrs):
