@@ -255,9 +255,6 @@ class TrainConfig:
     #: stage 2's learning rate for E_X and G_Y (None: ``lr``, the authors'). Stage 1's cosine ends
     #: near 1e-5; stage 2 restarts the restorer at 1e-4 with no momentum (betas 0, 0.9)
     lir_restorer_lr: float | None = None
-    #: stage 2 starts E_Y as a copy of stage 1's E_X (False: random, the authors'), so the content
-    #: codes G_X decodes and D_R compares begin as the restorer's own
-    lir_init_clean_encoder: bool = False
     batch_size: int = 16
     crop_size: int = 64
     lr: float = 1e-4
@@ -329,10 +326,6 @@ class TrainConfig:
             f"--lir-restorer-lr must be > 0, got {self.lir_restorer_lr}",
         )
         need(self.gx_gate_scale > 0, f"--gx-gate-scale must be > 0, got {self.gx_gate_scale}")
-        need(
-            not (self.lir_init_clean_encoder and self.model.level_input),
-            "--lir-init-clean-encoder copies E_X into E_Y, and a --level-input E_X reads one more channel",
-        )
         need(0.0 <= self.ema_decay < 1.0, f"--ema must be in [0, 1), got {self.ema_decay}")
         need(0.0 <= self.teacher_share < 1.0, f"--teacher-share must be in [0, 1), got {self.teacher_share}")
         need(

@@ -359,26 +359,6 @@ def test_gx_noise_code_residual_trains(tiny_config: ModelConfig) -> None:
     assert all(torch.isfinite(v) for v in terms.values()) and float(terms["gx_gate"]) == 0.5
 
 
-def test_lir_init_clean_encoder_starts_e_y_as_e_x(tiny_config: ModelConfig) -> None:
-    """--lir-init-clean-encoder: at stage 2's first step E_Y takes E_X's weights (then one Adam step
-    of at most about the rate moves it; E_X is frozen here), and not before; without it E_Y stays
-    its own random start."""
-
-    def gap(model: LIRModel) -> float:
-        e_x = {name: p.detach() for name, p in model.nets.noisy_encoder.named_parameters()}
-        e_y = model.nets.clean_encoder.named_parameters()
-        return max(float((p.detach() - e_x[name]).abs().max()) for name, p in e_y)
-
-    runs = {}
-    for copied in (False, True):
-        model = _model(tiny_config, warmup=1, lir_freeze_steps=1, lir_init_clean_encoder=copied)
-        model.train_step(_batch(0))  # stage 1
-        runs[copied] = (gap(model), model)
-        model.train_step(_batch(1))  # stage 2's first step
-    assert runs[True][0] > 0.01 and runs[False][0] > 0.01  # stage 1 left E_Y as it began
-    assert gap(runs[True][1]) <= 1.1e-4 < 0.01 < gap(runs[False][1])
-
-
 def test_restorer_latent_noise_off_decodes_as_at_inference(tiny_config: ModelConfig) -> None:
     """--no-restorer-latent-noise: stage 2's restored x_ab is G_Y(E_X(x)) as restore computes it (no
     LIR latent noise on the code G_Y decodes); with the authors' noise it is not."""
@@ -428,8 +408,6 @@ def test_gx_residual_options_are_checked(tmp_path: Path, clean_dir: Path) -> Non
     for option, value in (("--gx-residual", "sum"), ("--gx-gate-scale", "0"), ("--lir-restorer-lr", "0")):
         result = run_train(tmp_path / "run", clean_dir, "--steps", "1", option, value)
         assert result.exit_code == 2 and option in result.output
-    result = run_train(tmp_path / "run", clean_dir, "--steps", "1", "--level-input", "--lir-init-clean-encoder")
-    assert result.exit_code == 2 and "--lir-init-clean-encoder" in result.output
 
 
 def test_high_pass_discriminators_read_the_noise_not_the_brightness(tiny_config: ModelConfig) -> None:

@@ -191,10 +191,6 @@ def train_command(
         float | None,
         _opt("--lir-restorer-lr", help="Stage 2's learning rate for E_X and G_Y (default: --lr, the authors')."),
     ] = _TC["lir_restorer_lr"],
-    lir_init_clean_encoder: Annotated[
-        bool,
-        _opt("--lir-init-clean-encoder", help="Stage 2 starts E_Y as a copy of stage 1's E_X (default: random)."),
-    ] = _TC["lir_init_clean_encoder"],
     warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
         "warmup_lr"
     ],

@@ -248,10 +248,6 @@ class LIRModel:
             # frozen steps: every forward of this iteration runs E_X and G_Y in train mode, which
             # moves their BatchNorm running averages; they are put back at the end
             held = self._restorer_buffers() if self.restorer_frozen else None
-            if self.step == self.warmup_steps and self.cfg.lir_init_clean_encoder:
-                # E_Y begins as stage 1's E_X: its codes are already the restorer's content codes,
-                # which G_X is to decode and D_R to match (its optimiser has taken no step yet)
-                self.nets.clean_encoder.load_state_dict(self.nets.noisy_encoder.state_dict())
             codes = self.encode_for_discriminators(x, y)
             terms = {}
             for _ in range(self.cfg.repr_steps):
