@@ -234,7 +234,7 @@ class TrainConfig:
     #: made by an untrained G_X
     lir_freeze_steps: int = 0
     #: stage 2: G_X begins as the noise model, x_ba = y + n_fit(y) + r with the learned residual r
-    #: starting at zero (``objectives.noise_model_generator``); False: the authors' G_X
+    #: starting at zero (``objectives.NoiseModelGX``); False: the authors' G_X
     gx_noise_model: bool = False
     #: --gx-noise-model's residual r: "image" = gate x G_X's output (G_X is also the noisy decoder of the
     #: reconstructions, so that output is a whole image); "difference" = gate x (G_X's output - y), the
