@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-from gx_probe import banding, crops  # this folder is on sys.path when run as a script
+from gx_probe import banding, random_crops, read_folder  # this folder is on sys.path when run as a script
 
 from invrep_cli.config import ModelConfig
-from invrep_cli.data import list_images, read_image
 from invrep_cli.losses import l1
 from invrep_cli.models import build_models
 from invrep_cli.objectives import with_latent_noise
@@ -36,14 +35,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--authors-gx", action="store_true", help="G_X in the authors' shape (4 blocks, 5x5 ups)")
     ap.add_argument("--latent-noise", action="store_true", help="LIR's unit noise on both codes while training")
     args = ap.parse_args()
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     config = ModelConfig(**ckpt["model_config"])
-    if args.authors_gx:
-        config = ModelConfig(**{**ckpt["model_config"], "gx_res_blocks": None, "gx_up_kernel": 5})
     torch.manual_seed(0)
     nets = build_models(config)  # E_X^N and G_X fresh, as at stage 2's start
     e_x = nets.noisy_encoder
@@ -52,16 +48,9 @@ def main() -> None:
     e_n, g_x = nets.noise_encoder, nets.noisy_decoder
     opt = torch.optim.Adam([*e_n.parameters(), *g_x.parameters()], lr=args.lr, betas=(0.5, 0.999))
 
-    images = [torch.from_numpy(read_image(f) * 2 - 1).permute(2, 0, 1).float() for f in list_images(args.noisy)]
-    probe = crops(args.noisy, 32, args.size, random.Random(1))
+    images = read_folder(args.noisy)  # read once: a step's crops are cut from memory
+    probe = random_crops(images, 32, args.size, random.Random(1))
     rng = random.Random(0)
-
-    def batch() -> torch.Tensor:
-        out = []
-        for img in rng.choices(images, k=args.batch):
-            i, j = rng.randrange(img.shape[1] - args.size + 1), rng.randrange(img.shape[2] - args.size + 1)
-            out.append(img[:, i : i + args.size, j : j + args.size])
-        return torch.stack(out)
 
     def reconstruct(x: torch.Tensor, noised: bool = False) -> torch.Tensor:
         codes = [e_x(x), e_n(x)]
@@ -73,7 +62,7 @@ def main() -> None:
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         e_n.train(), g_x.train()
-        x = batch()
+        x = random_crops(images, args.batch, args.size, rng)
         loss = l1(reconstruct(x, args.latent_noise), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -20,20 +20,23 @@ import numpy as np
 import torch
 
 from invrep_cli.config import ModelConfig
-from invrep_cli.data import list_images, read_image
+from invrep_cli.data import list_images, read_image, to_tensor
 from invrep_cli.models import build_models
 from invrep_cli.noise import NoiseModel, _column_offsets
 from invrep_cli.objectives import NoiseModelGX, TrainingForward, synthetic_noisy
 
 
-def crops(folder: Path, count: int, size: int, rng: random.Random) -> torch.Tensor:
-    """``count`` random ``size``-px crops of the folder's images, N x 3 x size x size in [-1, 1]."""
-    files = list_images(folder)
+def read_folder(folder: Path) -> list[np.ndarray]:
+    """The folder's images, H x W x 3 in [0, 1], read as training reads them."""
+    return [read_image(f) for f in list_images(folder)]
+
+
+def random_crops(images: list[np.ndarray], count: int, size: int, rng: random.Random) -> torch.Tensor:
+    """``count`` random ``size``-px crops of ``images``, N x 3 x size x size in [-1, 1]."""
     out = []
-    for f in rng.choices(files, k=count):
-        img = read_image(f)  # H x W x 3 in [0, 1], as training reads it
+    for img in rng.choices(images, k=count):
         i, j = rng.randrange(img.shape[0] - size + 1), rng.randrange(img.shape[1] - size + 1)
-        out.append(torch.from_numpy(img[i : i + size, j : j + size] * 2 - 1).permute(2, 0, 1))
+        out.append(to_tensor(img[i : i + size, j : j + size]))
     return torch.stack(out)
 
 
@@ -64,7 +67,8 @@ def main() -> None:
     gate = ckpt.get("noise_gate", torch.zeros(()))
     noise = NoiseModel.from_dict(ckpt["noise_model"])
     rng = random.Random(0)
-    y, x = crops(args.clean, args.crops, args.size, rng), crops(args.noisy, args.crops, args.size, rng)
+    y = random_crops(read_folder(args.clean), args.crops, args.size, rng)
+    x = random_crops(read_folder(args.noisy), args.crops, args.size, rng)
     torch.manual_seed(0)
     with torch.no_grad():
         code_y, _ = forward.encode("clean_encoder", y)
@@ -76,7 +80,7 @@ def main() -> None:
         fitted = noise.sample((y + 1) / 2) * 2 - 1
         if run.get("gx_noise_model"):
             residual, scale = run.get("gx_residual", "image"), float(run.get("gx_gate_scale", 1.0))
-            torch.manual_seed(0)
+            torch.manual_seed(0)  # x_ba's noise is `fitted`'s draw: x_ba - fitted is the gated residual alone
             g_x_noise = NoiseModelGX(noise, gate, residual, scale)
             x_ba = synthetic_noisy(nets.noisy_decoder, code_y, noise_code, y, g_x_noise)
             opened = float(gate) * scale

@@ -239,7 +239,8 @@ class TrainConfig:
     #: --gx-noise-model's residual r: "image" = gate x G_X's output (G_X is also the noisy decoder of the
     #: reconstructions, so that output is a whole image); "difference" = gate x (G_X's output - y), the
     #: part G_X adds to the clean image; "noise-code" = gate x (G_X's output - its output with the
-    #: noise code zeroed), what G_X draws from the noise code (one more G_X pass a step)
+    #: noise code zeroed), what G_X draws from the noise code (one more G_X forward in the generator
+    #: step and one in the discriminator step)
     gx_residual: str = "image"
     #: the gate is this x a parameter that Adam moves by about ``lr`` a step: at 1 it opens at most
     #: 1e-4 a step, and G_X's adversarial gradient is scaled by the gate itself
