@@ -394,6 +394,26 @@ def test_lir_restorer_lr_sets_e_x_and_g_y_apart_and_resumes_from_stage_1(tiny_co
     assert 0 < moved <= 1.1e-6  # Adam's step is at most about the rate
 
 
+def test_lir_gx_lr_moves_the_noise_generator_at_its_own_rate(tiny_config: ModelConfig) -> None:
+    """--lir-gx-lr: E_X^N, G_X and the gate in a group of their own, between E_Y's group and the
+    restorer's; the noise generator moves at its rate while E_Y keeps --lr."""
+    model = _model(tiny_config, warmup=0, lir_gx_lr=1e-2, lir_restorer_lr=1e-6, gx_noise_model=True)
+    groups = model.optimizers["generators"].param_groups
+    assert [group["lr"] for group in groups] == [1e-4, 1e-2, 1e-6]
+    noise = [p for name in ("noise_encoder", "noisy_decoder") for p in getattr(model.nets, name).parameters()]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in [*noise, model.noise_gate]}
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.nets.clean_encoder.parameters()}
+    nets = {name: getattr(model.nets, name) for name in ("noisy_decoder", "clean_encoder")}
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in nets.items()}
+    model.train_step(_batch(0))
+    moved = {
+        name: max(float((p.detach() - b).abs().max()) for p, b in zip(net.parameters(), before[name]))
+        for name, net in nets.items()
+    }
+    assert moved["noisy_decoder"] > 2e-3  # Adam's first step is about the rate: 1e-2, not 1e-4
+    assert 0 < moved["clean_encoder"] <= 1.1e-4
+
+
 def test_lir_restorer_lr_cannot_be_added_to_a_run_past_stage_2s_first_step(tiny_config: ModelConfig) -> None:
     """A checkpoint made before --lir-restorer-lr existed (its field is not compared on resume) whose
     stage-2 optimiser has stepped: adding the option is refused in one line (exit 2), not torch's
@@ -405,7 +425,7 @@ def test_lir_restorer_lr_cannot_be_added_to_a_run_past_stage_2s_first_step(tiny_
 
 
 def test_gx_residual_options_are_checked(tmp_path: Path, clean_dir: Path) -> None:
-    for option, value in (("--gx-residual", "sum"), ("--gx-gate-scale", "0"), ("--lir-restorer-lr", "0")):
+    for option, value in (("--gx-residual", "sum"), ("--gx-gate-scale", "0"), ("--lir-restorer-lr", "0"), ("--lir-gx-lr", "-1")):
         result = run_train(tmp_path / "run", clean_dir, "--steps", "1", option, value)
         assert result.exit_code == 2 and option in result.output
 

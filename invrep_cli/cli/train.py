@@ -191,6 +191,10 @@ def train_command(
         float | None,
         _opt("--lir-restorer-lr", help="Stage 2's learning rate for E_X and G_Y (default: --lr, the authors')."),
     ] = _TC["lir_restorer_lr"],
+    lir_gx_lr: Annotated[
+        float | None,
+        _opt("--lir-gx-lr", help="Stage 2's learning rate for E_X^N and G_X, the noise generator (default: --lr)."),
+    ] = _TC["lir_gx_lr"],
     warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
         "warmup_lr"
     ],

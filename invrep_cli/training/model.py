@@ -43,6 +43,8 @@ from invrep_cli.objectives import (
 Losses = dict[str, torch.Tensor]
 #: the restorer's two networks: what stage 1 trains, what ships, what stage 2's freeze holds still
 RESTORER_NETWORKS = ("noisy_encoder", "clean_decoder")
+#: E_X^N and G_X: the noise half of the generators, which --lir-gx-lr moves at a rate of its own
+NOISE_GENERATOR_NETWORKS = ("noise_encoder", "noisy_decoder")
 
 
 #: stage 1's learning rate ramps up linearly over this many steps
@@ -121,13 +123,19 @@ class LIRModel:
         fused = {"fused": True} if self.device.type == "cuda" else {}
         adam = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
         restorer_params = [p for name in RESTORER_NETWORKS for p in getattr(self.nets, name).parameters()]
-        generator_groups: list[dict[str, Any]] = [{"params": generator_params}]
-        if cfg.lir_restorer_lr is not None:  # E_X and G_Y in a group of their own, after the others
-            own = {id(p) for p in restorer_params}
-            generator_groups = [
-                {"params": [p for p in generator_params if id(p) not in own]},
-                {"params": restorer_params, "lr": cfg.lir_restorer_lr},
-            ]
+        # parameters with a stage-2 rate of their own get a group each, after the group of the rest
+        # (E_Y, and whatever has none), in a fixed order: E_X^N, G_X and the gate, then E_X and G_Y
+        own_rates: list[tuple[list[nn.Parameter], float]] = []
+        if cfg.lir_gx_lr is not None:
+            noise_params = [p for name in NOISE_GENERATOR_NETWORKS for p in getattr(self.nets, name).parameters()]
+            own_rates.append(([*noise_params, self.noise_gate] if cfg.gx_noise_model else noise_params, cfg.lir_gx_lr))
+        if cfg.lir_restorer_lr is not None:
+            own_rates.append((restorer_params, cfg.lir_restorer_lr))
+        taken = {id(p) for params, _ in own_rates for p in params}
+        generator_groups: list[dict[str, Any]] = [
+            {"params": [p for p in generator_params if id(p) not in taken]},
+            *({"params": params, "lr": rate} for params, rate in own_rates),
+        ]
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "generators": torch.optim.Adam(generator_groups, lr=cfg.lr, **adam),
             "image_discriminators": torch.optim.Adam(self.nets.image_discriminator_parameters(), lr=cfg.lr, **adam),
@@ -428,14 +436,14 @@ class LIRModel:
         for name, opt in self.optimizers.items():
             saved = state["optimizers"].get(name)
             # a stage-1 checkpoint's LIR optimisers have taken no step: nothing to load, and their
-            # groups may be shaped before --lir-restorer-lr split them
+            # groups may be shaped before --lir-restorer-lr or --lir-gx-lr split them
             if saved is None or (not saved["state"] and len(saved["param_groups"]) != len(opt.param_groups)):
                 continue
             if len(saved["param_groups"]) != len(opt.param_groups):
                 # a checkpoint from before the option, resumed with it (its field is not compared)
                 raise UsageError(
                     f"--resume: the run's {name} optimiser has {len(saved['param_groups'])} parameter group(s) "
-                    f"and this command's {len(opt.param_groups)}: --lir-restorer-lr can be added or dropped "
+                    f"and this command's {len(opt.param_groups)}: --lir-restorer-lr and --lir-gx-lr can be added or dropped "
                     "only before stage 2's first step"
                 )
             opt.load_state_dict(saved)
