@@ -163,6 +163,14 @@ RESUME_SAFE_FIELDS = frozenset({
     "out_dir", "resume", "init_weights",  # the run itself; a resumed run starts from its checkpoint
     "report_images",  # the report after the last step
 })  # fmt: skip
+#: what only stage 2 (LIR) reads: they may change on resume while the run has taken no stage-2
+#: step (its LIR optimisers hold nothing yet), so one stage 1 can be tried with several stage 2s.
+#: The loss weights are stage 2's too (stage 1 is its L1 alone).
+STAGE2_FIELDS = frozenset({
+    "lr", "repr_lr", "betas", "weight_decay", "repr_grad_clip", "repr_steps", "lr_step", "lr_gamma",
+    "lir_freeze_steps", "gx_noise_model", "gx_residual", "gx_gate_scale", "gx_gate_ramp",
+    "restorer_latent_noise", "lir_restorer_lr", "lir_gx_lr",
+})  # fmt: skip
 
 
 @dataclass

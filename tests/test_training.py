@@ -238,6 +238,26 @@ def test_resume_refuses_a_changed_option(tmp_path: Path, clean_dir: Path, option
     assert safe.exit_code == 0, safe.output
 
 
+def test_stage2_options_may_change_on_resume_until_stage_2s_first_step(tmp_path: Path, clean_dir: Path) -> None:
+    """One stage 1, several stage 2s: a run that has taken no stage-2 step resumes with other
+    stage-2 options (G_X on the noise model adds the gate to the generators' optimiser, the rates
+    split it into groups), and they are what stage 2 then runs; past stage 2's first step the same
+    change is refused."""
+    out = tmp_path / "run"
+    base = ["--warmup-steps", "1", "--w-semantic", "0", "--log-every", "1", "--report-images", "0"]
+    assert run_train(out, clean_dir, "--steps", "1", *base).exit_code == 0
+    stage2 = ["--lir-freeze", "1", "--gx-noise-model", "--lir-gx-lr", "1e-3", "--w-cycle", "5", "--lr", "2e-4"]
+    resumed = run_train(out, clean_dir, "--steps", "3", *base, *stage2, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["train_config"]["lir_freeze_steps"] == 1
+    assert ckpt["train_config"]["losses"]["cycle"] == 5
+    assert [g["lr"] for g in ckpt["optimizers"]["generators"]["param_groups"]] == [2e-4, 1e-3]
+    assert float(ckpt["noise_gate"]) != 0  # the gate learnt: G_X ran on the noise model
+    refused = run_train(out, clean_dir, "--steps", "4", *base, *stage2[:-2], "--lr", "3e-4", "--resume")
+    assert refused.exit_code == 2 and "--lr" in refused.output
+
+
 def test_default_recipe_starts_from_the_bundled_model_and_reports(tmp_path: Path) -> None:
     """No --config, --init-weights or stage options: lir-lite-unet from the bundled model nearest the
     noise, stage 1 only (no VGG looked for), and the no-reference report with its picture."""
@@ -407,11 +427,21 @@ def test_lir_gx_lr_moves_the_noise_generator_at_its_own_rate(tiny_config: ModelC
     before = {name: [p.detach().clone() for p in net.parameters()] for name, net in nets.items()}
     model.train_step(_batch(0))
     moved = {
-        name: max(float((p.detach() - b).abs().max()) for p, b in zip(net.parameters(), before[name]))
+        name: max(float((p.detach() - b).abs().max()) for p, b in zip(net.parameters(), before[name], strict=True))
         for name, net in nets.items()
     }
     assert moved["noisy_decoder"] > 2e-3  # Adam's first step is about the rate: 1e-2, not 1e-4
     assert 0 < moved["clean_encoder"] <= 1.1e-4
+
+
+def test_a_stage_1_checkpoint_loads_into_a_stage_2_with_the_gate(tiny_config: ModelConfig) -> None:
+    """G_X on the noise model adds the gate to the generators' one group: a stage-1 checkpoint made
+    without it (its LIR optimisers never stepped) loads, and stage 2 steps."""
+    stage1 = _model(tiny_config, warmup=1)
+    stage1.train_step(_batch(0))
+    model = _model(tiny_config, warmup=1, gx_noise_model=True)
+    model.load_state_dict(copy.deepcopy(stage1.state_dict()))
+    assert model.step == 1 and all(torch.isfinite(v) for v in model.train_step(_batch(1)).values())
 
 
 def test_lir_restorer_lr_cannot_be_added_to_a_run_past_stage_2s_first_step(tiny_config: ModelConfig) -> None:
@@ -425,7 +455,8 @@ def test_lir_restorer_lr_cannot_be_added_to_a_run_past_stage_2s_first_step(tiny_
 
 
 def test_gx_residual_options_are_checked(tmp_path: Path, clean_dir: Path) -> None:
-    for option, value in (("--gx-residual", "sum"), ("--gx-gate-scale", "0"), ("--lir-restorer-lr", "0"), ("--lir-gx-lr", "-1")):
+    checked = (("--gx-residual", "sum"), ("--gx-gate-scale", "0"), ("--lir-restorer-lr", "0"), ("--lir-gx-lr", "-1"))
+    for option, value in checked:
         result = run_train(tmp_path / "run", clean_dir, "--steps", "1", option, value)
         assert result.exit_code == 2 and option in result.output
 

@@ -433,23 +433,27 @@ class LIRModel:
         optimiser or scheduler; one without a moving average restarts it from the loaded weights."""
         for name, module in self.nets.items():
             module.load_state_dict(state["networks"][name])
+        unstepped = set()
         for name, opt in self.optimizers.items():
             saved = state["optimizers"].get(name)
-            # a stage-1 checkpoint's LIR optimisers have taken no step: nothing to load, and their
-            # groups may be shaped before --lir-restorer-lr or --lir-gx-lr split them
-            if saved is None or (not saved["state"] and len(saved["param_groups"]) != len(opt.param_groups)):
+            # an optimiser that has taken no step (a stage-1 checkpoint's LIR ones) holds nothing to
+            # load: it keeps this command's groups and rates, which stage 2's options may have changed
+            if saved is None or not saved["state"]:
+                unstepped.add(name)
                 continue
             if len(saved["param_groups"]) != len(opt.param_groups):
                 # a checkpoint from before the option, resumed with it (its field is not compared)
                 raise UsageError(
                     f"--resume: the run's {name} optimiser has {len(saved['param_groups'])} parameter group(s) "
-                    f"and this command's {len(opt.param_groups)}: --lir-restorer-lr and --lir-gx-lr can be added or dropped "
-                    "only before stage 2's first step"
+                    f"and this command's {len(opt.param_groups)}: --lir-restorer-lr and --lir-gx-lr can be added "
+                    "or dropped only before stage 2's first step"
                 )
             opt.load_state_dict(saved)
         for name, sched in self.schedulers.items():
             saved = state["schedulers"].get(name)
-            if saved is not None and len(saved.get("base_lrs", sched.base_lrs)) == len(sched.base_lrs):
+            if name in unstepped or saved is None:
+                continue
+            if len(saved.get("base_lrs", sched.base_lrs)) == len(sched.base_lrs):
                 sched.load_state_dict(saved)
         for name, scaler in self.scalers.items():
             scaler_state = state.get("scalers", {}).get(name)

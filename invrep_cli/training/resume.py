@@ -1,6 +1,7 @@
 """``--resume`` continues a run as it was: every option that changes what the run learns must be
 the checkpoint's. Those that may change are ``config.RESUME_SAFE_FIELDS`` (how long it goes on,
-where it runs, how often it reports); any other difference is refused with the list."""
+where it runs, how often it reports), and ``config.STAGE2_FIELDS`` and the loss weights while the
+run has taken no stage-2 step; any other difference is refused with the list."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from invrep_cli.config import INIT_AUTO, INIT_NONE, RESUME_SAFE_FIELDS, LossWeights, ModelConfig, TrainConfig
+from invrep_cli.config import (
+    INIT_AUTO,
+    INIT_NONE,
+    RESUME_SAFE_FIELDS,
+    STAGE2_FIELDS,
+    LossWeights,
+    ModelConfig,
+    TrainConfig,
+)
 from invrep_cli.errors import UsageError
 
 #: option names where they are not the field name with dashes
@@ -44,17 +53,21 @@ def _dir(value: Any) -> Any:
     return str(Path(value).resolve()) if value else value
 
 
-def differences(cfg: TrainConfig, run: dict[str, Any], run_model: ModelConfig) -> list[str]:
+def differences(
+    cfg: TrainConfig, run: dict[str, Any], run_model: ModelConfig, before_stage2: bool = False
+) -> list[str]:
     """``--option: the run has A, this command B`` for every run-changing difference between the
-    command's config and the checkpoint's ``train_config`` (fields a checkpoint predates are skipped)."""
+    command's config and the checkpoint's ``train_config`` (fields a checkpoint predates are skipped;
+    with ``before_stage2``, stage 2's options and loss weights too)."""
     diffs: list[str] = []
+    free = RESUME_SAFE_FIELDS | STAGE2_FIELDS if before_stage2 else RESUME_SAFE_FIELDS
 
     def add(option: str, was: Any, now: Any) -> None:
         diffs.append(f"{option}: the run has {was!r}, this command {now!r}")
 
     for f in dataclasses.fields(TrainConfig):
         name = f.name
-        if name in RESUME_SAFE_FIELDS or name in _STEP_FIELDS or name not in run or name in ("model", "losses"):
+        if name in free or name in _STEP_FIELDS or name not in run or name in ("model", "losses"):
             continue
         now, was = getattr(cfg, name), run[name]
         if name in _DIR_FIELDS:
@@ -63,7 +76,7 @@ def differences(cfg: TrainConfig, run: dict[str, Any], run_model: ModelConfig) -
             add(option_name(name), was, now)
     if cfg.warmup_steps is not None and "warmup_steps" in run and cfg.warmup_steps != run["warmup_steps"]:
         add("--warmup-steps", run["warmup_steps"], cfg.warmup_steps)
-    run_losses = run.get("losses", {})
+    run_losses = {} if before_stage2 else run.get("losses", {})
     for f in dataclasses.fields(LossWeights):
         if f.name in run_losses and not _same(getattr(cfg.losses, f.name), run_losses[f.name]):
             add(f"--w-{f.name.replace('_', '-')}", run_losses[f.name], getattr(cfg.losses, f.name))
@@ -82,7 +95,9 @@ def check_resume(cfg: TrainConfig, ckpt: dict[str, Any]) -> None:
     """UsageError (exit 2) listing every run-changing option that differs from the checkpoint's."""
     run = ckpt.get("train_config") or {}
     run_model = ModelConfig.from_dict(ckpt["model_config"])
-    diffs = differences(cfg, run, run_model)
+    # a checkpoint at or before the boundary has taken no stage-2 step
+    before_stage2 = "warmup_steps" in ckpt and int(ckpt["step"]) <= int(ckpt["warmup_steps"])
+    diffs = differences(cfg, run, run_model, before_stage2)
     if diffs:
         safe = ", ".join(sorted(option_name(n) for n in RESUME_SAFE_FIELDS if n not in ("resume", "out_dir")))
         raise UsageError(
