@@ -27,6 +27,10 @@ COMMON=(--noisy runs/data/PolyU100-real --clean runs/data/CBSD432-train
         --init-weights "$REAL_A" --warmup-lr 1e-4
         --batch-size 16 --crop-size 64 --workers 1 --w-semantic 0 --seed "${SEED:-3}" --checkpoint-every 100 --keep 30)
 STAGE2=(--lir-steps "${LIR_STEPS:-200}" --lir-freeze "${FREEZE:-50}" --gx-noise-model --w-anchor "${ANCHOR:-1}")
+# more stage-2 options, e.g. Round GXLR's best arm: FREEZE=400 STAGE2_OPTS="--gx-residual noise-code
+# --gx-gate-ramp 200 --lir-restorer-lr 1e-5 --lir-gx-lr 1e-3"
+read -ra EXTRA <<< "${STAGE2_OPTS:-}"
+STAGE2+=("${EXTRA[@]}")
 export OMP_WAIT_POLICY=PASSIVE  # on 2 shared cores, spinning OpenMP threads slowed steps 10x
 case "${1:-}" in
   stage1) $BIN/invrep train "${COMMON[@]}" --time "$T" --out "${OUT:-runs/s2/stage1}" ;;
