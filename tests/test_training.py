@@ -258,6 +258,24 @@ def test_stage2_options_may_change_on_resume_until_stage_2s_first_step(tmp_path:
     assert refused.exit_code == 2 and "--lr" in refused.output
 
 
+def test_an_option_a_stage_2_checkpoint_predates_is_compared_with_its_default(tmp_path: Path, clean_dir: Path) -> None:
+    """A run past stage 2's first step made before --gx-residual (and --w-anchor) existed went by
+    their defaults: resuming it with other values is refused by the option check, with the
+    defaults it is not."""
+    out = tmp_path / "run"
+    base = ["--warmup-steps", "1", "--w-semantic", "0", "--report-images", "0", "--gx-noise-model"]
+    assert run_train(out, clean_dir, "--steps", "2", *base).exit_code == 0
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    del ckpt["train_config"]["gx_residual"], ckpt["train_config"]["losses"]["anchor"]
+    torch.save(ckpt, out / "last.pt")
+    refused = run_train(out, clean_dir, "--steps", "3", *base, "--gx-residual", "noise-code", "--w-anchor", "1",
+                        "--resume")  # fmt: skip
+    assert refused.exit_code == 2
+    text = " ".join(refused.output.split())
+    assert "--gx-residual: the run has 'image'" in text and "--w-anchor: the run has 0.0" in text
+    assert run_train(out, clean_dir, "--steps", "3", *base, "--resume").exit_code == 0
+
+
 def test_default_recipe_starts_from_the_bundled_model_and_reports(tmp_path: Path) -> None:
     """No --config, --init-weights or stage options: lir-lite-unet from the bundled model nearest the
     noise, stage 1 only (no VGG looked for), and the no-reference report with its picture."""

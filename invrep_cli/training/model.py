@@ -442,7 +442,8 @@ class LIRModel:
                 unstepped.add(name)
                 continue
             if len(saved["param_groups"]) != len(opt.param_groups):
-                # a checkpoint from before the option, resumed with it (its field is not compared)
+                # a state from before the option, loaded with it (train --resume refuses that first,
+                # in its option check; this is for callers of the model itself)
                 raise UsageError(
                     f"--resume: the run's {name} optimiser has {len(saved['param_groups'])} parameter group(s) "
                     f"and this command's {len(opt.param_groups)}: --lir-restorer-lr and --lir-gx-lr can be added "

@@ -53,12 +53,22 @@ def _dir(value: Any) -> Any:
     return str(Path(value).resolve()) if value else value
 
 
+def _default(f: dataclasses.Field) -> Any:
+    """The value a run made before ``f`` existed went by (options are added with the old behaviour
+    as their default)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f.name)  # a required field is in every checkpoint's train_config
+
+
 def differences(
     cfg: TrainConfig, run: dict[str, Any], run_model: ModelConfig, before_stage2: bool = False
 ) -> list[str]:
     """``--option: the run has A, this command B`` for every run-changing difference between the
-    command's config and the checkpoint's ``train_config`` (fields a checkpoint predates are skipped;
-    with ``before_stage2``, stage 2's options and loss weights too)."""
+    command's config and the checkpoint's ``train_config`` (a field the checkpoint predates against
+    its default); with ``before_stage2``, stage 2's options and loss weights may differ."""
     diffs: list[str] = []
     free = RESUME_SAFE_FIELDS | STAGE2_FIELDS if before_stage2 else RESUME_SAFE_FIELDS
 
@@ -67,19 +77,20 @@ def differences(
 
     for f in dataclasses.fields(TrainConfig):
         name = f.name
-        if name in free or name in _STEP_FIELDS or name not in run or name in ("model", "losses"):
-            continue
-        now, was = getattr(cfg, name), run[name]
+        if name in free or name in _STEP_FIELDS or name in ("model", "losses") or not run:
+            continue  # (a checkpoint without its options has nothing to compare)
+        now, was = getattr(cfg, name), run[name] if name in run else _default(f)
         if name in _DIR_FIELDS:
             now, was = _dir(now), _dir(was)
         if not _same(now, was):
             add(option_name(name), was, now)
     if cfg.warmup_steps is not None and "warmup_steps" in run and cfg.warmup_steps != run["warmup_steps"]:
         add("--warmup-steps", run["warmup_steps"], cfg.warmup_steps)
-    run_losses = {} if before_stage2 else run.get("losses", {})
-    for f in dataclasses.fields(LossWeights):
-        if f.name in run_losses and not _same(getattr(cfg.losses, f.name), run_losses[f.name]):
-            add(f"--w-{f.name.replace('_', '-')}", run_losses[f.name], getattr(cfg.losses, f.name))
+    if "losses" in run and not before_stage2:
+        for f in dataclasses.fields(LossWeights):
+            was = run["losses"].get(f.name, f.default)
+            if not _same(getattr(cfg.losses, f.name), was):
+                add(f"--w-{f.name.replace('_', '-')}", was, getattr(cfg.losses, f.name))
     # a run started from a restorer file took that file's networks, whatever --config said
     from_file = run.get("init_weights") not in (None, INIT_AUTO, INIT_NONE)
     if cfg.model != run_model and not from_file:
