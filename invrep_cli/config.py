@@ -171,6 +171,9 @@ STAGE2_FIELDS = frozenset({
     "lir_freeze_steps", "gx_noise_model", "gx_residual", "gx_gate_scale", "gx_gate_ramp",
     "restorer_latent_noise", "lir_restorer_lr", "lir_gx_lr",
 })  # fmt: skip
+#: ModelConfig fields only stage 2 reads, free on the same terms: what D_X and D_Y read (a gain, no
+#: weights), so a stage-1 checkpoint can go on with discriminators on the high-pass
+STAGE2_MODEL_FIELDS = frozenset({"disc_high_pass", "clean_disc_high_pass"})
 
 
 @dataclass

@@ -241,21 +241,27 @@ def test_resume_refuses_a_changed_option(tmp_path: Path, clean_dir: Path, option
 def test_stage2_options_may_change_on_resume_until_stage_2s_first_step(tmp_path: Path, clean_dir: Path) -> None:
     """One stage 1, several stage 2s: a run that has taken no stage-2 step resumes with other
     stage-2 options (G_X on the noise model adds the gate to the generators' optimiser, the rates
-    split it into groups), and they are what stage 2 then runs; past stage 2's first step the same
-    change is refused."""
+    split it into groups, the discriminators read the high-pass), and they are what stage 2 then
+    runs; past stage 2's first step the same change is refused."""
     out = tmp_path / "run"
     base = ["--warmup-steps", "1", "--w-semantic", "0", "--log-every", "1", "--report-images", "0"]
     assert run_train(out, clean_dir, "--steps", "1", *base).exit_code == 0
-    stage2 = ["--lir-freeze", "1", "--gx-noise-model", "--lir-gx-lr", "1e-3", "--w-cycle", "5", "--lr", "2e-4"]
+    high_pass = ["--disc-high-pass", "20", "--clean-disc-high-pass", "0"]
+    stage2 = ["--lir-freeze", "1", "--gx-noise-model", "--lir-gx-lr", "1e-3", "--w-cycle", "5", *high_pass,
+              "--lr", "2e-4"]  # fmt: skip
     resumed = run_train(out, clean_dir, "--steps", "3", *base, *stage2, "--resume")
     assert resumed.exit_code == 0, resumed.output
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["step"] == 3 and ckpt["train_config"]["lir_freeze_steps"] == 1
+    assert ckpt["model_config"]["disc_high_pass"] == 20 and ckpt["model_config"]["clean_disc_high_pass"] == 0
     assert ckpt["train_config"]["losses"]["cycle"] == 5
     assert [g["lr"] for g in ckpt["optimizers"]["generators"]["param_groups"]] == [2e-4, 1e-3]
     assert float(ckpt["noise_gate"]) != 0  # the gate learnt: G_X ran on the noise model
     refused = run_train(out, clean_dir, "--steps", "4", *base, *stage2[:-2], "--lr", "3e-4", "--resume")
     assert refused.exit_code == 2 and "--lr" in refused.output
+    no_high_pass = [a for a in stage2 if a not in high_pass]
+    refused = run_train(out, clean_dir, "--steps", "4", *base, *no_high_pass, "--resume")
+    assert refused.exit_code == 2 and "--disc-high-pass" in refused.output
 
 
 def test_an_option_a_stage_2_checkpoint_predates_is_compared_with_its_default(tmp_path: Path, clean_dir: Path) -> None:

@@ -31,7 +31,7 @@ from invrep_cli.training.init_weights import choose_init_weights
 from invrep_cli.training.model import LIRModel
 from invrep_cli.training.noise_setup import build_noise_model, evenly_spaced
 from invrep_cli.training.report import SCORE_CROP, write_report
-from invrep_cli.training.resume import check_resume
+from invrep_cli.training.resume import check_resume, resumed_model_config
 from invrep_cli.training.run_folder import (
     REPORT_FILE,
     RESTORER_FILE,
@@ -140,7 +140,7 @@ class Trainer:
         elif cfg.time_budget is not None and not budgeted:
             self.warn("--time is not used: --steps or --warmup-steps gives the step count, which wins")
         if ckpt is not None:
-            model_config = ModelConfig.from_dict(ckpt["model_config"])
+            model_config = resumed_model_config(cfg, ckpt)
             self.init_note = str(ckpt.get("init_weights_used", ""))
             self.init_path = ckpt.get("init_weights_path")  # what the report compares with
         elif cfg.init_weights not in (INIT_AUTO, INIT_NONE):

@@ -1,7 +1,8 @@
 """``--resume`` continues a run as it was: every option that changes what the run learns must be
 the checkpoint's. Those that may change are ``config.RESUME_SAFE_FIELDS`` (how long it goes on,
 where it runs, how often it reports), and ``config.STAGE2_FIELDS`` and the loss weights while the
-run has taken no stage-2 step; any other difference is refused with the list."""
+run has taken no stage-2 step (with ``config.STAGE2_MODEL_FIELDS``, what the discriminators read);
+any other difference is refused with the list."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from invrep_cli.config import (
     INIT_NONE,
     RESUME_SAFE_FIELDS,
     STAGE2_FIELDS,
+    STAGE2_MODEL_FIELDS,
     LossWeights,
     ModelConfig,
     TrainConfig,
@@ -91,24 +93,39 @@ def differences(
             was = run["losses"].get(f.name, f.default)
             if not _same(getattr(cfg.losses, f.name), was):
                 add(f"--w-{f.name.replace('_', '-')}", was, getattr(cfg.losses, f.name))
-    # a run started from a restorer file took that file's networks, whatever --config said
+    # a run started from a restorer file took that file's networks, whatever --config said; the
+    # discriminators' input is the command's all the same (the file holds no discriminator)
     from_file = run.get("init_weights") not in (None, INIT_AUTO, INIT_NONE)
-    if cfg.model != run_model and not from_file:
-        for f in dataclasses.fields(ModelConfig):
-            was, now = getattr(run_model, f.name), getattr(cfg.model, f.name)
-            if was != now and not (f.name == "disc_width" and run_model.width != cfg.model.width):
-                option = _MODEL_OPTION.get(f.name, f"--config ({f.name})")
-                add(option, was, now)
+    for f in dataclasses.fields(ModelConfig):
+        was, now = getattr(run_model, f.name), getattr(cfg.model, f.name)
+        if f.name in STAGE2_MODEL_FIELDS:
+            if before_stage2:
+                continue
+        elif from_file or (f.name == "disc_width" and run_model.width != cfg.model.width):
+            continue
+        if was != now:
+            add(_MODEL_OPTION.get(f.name, f"--config ({f.name})"), was, now)
     return diffs
+
+
+def before_stage2(ckpt: dict[str, Any]) -> bool:
+    """Whether the checkpoint is at or before the stage boundary: it has taken no stage-2 step."""
+    return "warmup_steps" in ckpt and int(ckpt["step"]) <= int(ckpt["warmup_steps"])
+
+
+def resumed_model_config(cfg: TrainConfig, ckpt: dict[str, Any]) -> ModelConfig:
+    """The checkpoint's networks; before stage 2, with the command's ``STAGE2_MODEL_FIELDS``."""
+    model = ModelConfig.from_dict(ckpt["model_config"])
+    if not before_stage2(ckpt):
+        return model
+    return dataclasses.replace(model, **{name: getattr(cfg.model, name) for name in STAGE2_MODEL_FIELDS})
 
 
 def check_resume(cfg: TrainConfig, ckpt: dict[str, Any]) -> None:
     """UsageError (exit 2) listing every run-changing option that differs from the checkpoint's."""
     run = ckpt.get("train_config") or {}
     run_model = ModelConfig.from_dict(ckpt["model_config"])
-    # a checkpoint at or before the boundary has taken no stage-2 step
-    before_stage2 = "warmup_steps" in ckpt and int(ckpt["step"]) <= int(ckpt["warmup_steps"])
-    diffs = differences(cfg, run, run_model, before_stage2)
+    diffs = differences(cfg, run, run_model, before_stage2(ckpt))
     if diffs:
         safe = ", ".join(sorted(option_name(n) for n in RESUME_SAFE_FIELDS if n not in ("resume", "out_dir")))
         raise UsageError(
