@@ -476,6 +476,15 @@ def test_init_weights_starts_from_a_restorer_file(tmp_path: Path, clean_dir: Pat
             assert torch.allclose(nets["noisy_encoder"][key], value, atol=1e-6), key
     both = run_train(tmp_path / "other", clean_dir, "--steps", "1", "--init-weights", str(weights), "--resume")
     assert both.exit_code == 2
+    # resumed twice, the run still took its networks from the file (its --config is not the
+    # command's); the file gave no discriminators: past stage 2's first step what they read is the run's
+    run = ["--warmup-steps", "1", "--warmup-lr", "1e-12", "--resume"]
+    for steps in ("2", "3"):
+        resumed = run_train(out, clean_dir, "--steps", steps, *run)
+        assert resumed.exit_code == 0, resumed.output
+    changed = run_train(out, clean_dir, "--steps", "4", *run, "--disc-high-pass", "20")
+    assert changed.exit_code == 2
+    assert "--disc-high-pass" in changed.output and "--config" not in changed.output
 
 
 def test_gray_crops_carry_the_same_noise_in_every_channel() -> None:

@@ -134,6 +134,9 @@ class Trainer:
         if ckpt is not None:
             check_resume(cfg, ckpt)
         init_state, self.init_note, self.init_path = None, "", None
+        # what the run started from, kept across resumes: the option check reads it to know whether
+        # the networks came from a file (a resuming command cannot repeat --init-weights PATH)
+        self.run_init_weights = cfg.init_weights
         budgeted = cfg.budget_sizes_steps
         if ckpt is not None and cfg.time_budget == (ckpt.get("train_config") or {}).get("time_budget"):
             budgeted = False  # the run's own budget, repeated: continue to the steps it planned
@@ -143,6 +146,7 @@ class Trainer:
             model_config = resumed_model_config(cfg, ckpt)
             self.init_note = str(ckpt.get("init_weights_used", ""))
             self.init_path = ckpt.get("init_weights_path")  # what the report compares with
+            self.run_init_weights = (ckpt.get("train_config") or {}).get("init_weights", cfg.init_weights)
         elif cfg.init_weights not in (INIT_AUTO, INIT_NONE):
             restorer, _ = load_restorer(cfg.init_weights)
             self.init_path, self.init_note = cfg.init_weights, f"--init-weights {cfg.init_weights}"
@@ -373,6 +377,7 @@ class Trainer:
         model = self.model
         cfg_dict = dataclasses.asdict(self.cfg)
         cfg_dict["model"] = model.config.to_dict()
+        cfg_dict["init_weights"] = self.run_init_weights
         cfg_dict["betas"] = list(cfg_dict["betas"])
         return {
             "format": TRAIN_CHECKPOINT_FORMAT,
