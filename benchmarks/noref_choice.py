@@ -33,12 +33,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     picks = evenly_spaced(list_images(args.noisy_dir), args.images)
-    images = []
-    for path in picks:
-        noisy = read_image(path)
-        fitted = prepare([noisy])  # the noise fitted on the whole photo, as train's report does
-        if fitted:
-            images.append(NoisyImage(centre_crop(noisy, SCORE_CROP), fitted[0].noise))
+    # fitted together, as train's report fits them: small images (under the fit's pooling size) are
+    # pooled, large photos are each fitted on the whole photo
+    fitted = prepare([read_image(path) for path in picks])
+    if not fitted:
+        raise SystemExit(f"{args.noisy_dir}: no noise could be fitted on the {len(picks)} images picked")
+    images = [NoisyImage(centre_crop(image.pixels, SCORE_CROP), image.noise) for image in fitted]
     for spec in args.models:
         loaded = load_restorer(spec)[0].eval()
         for strength in args.strength:
