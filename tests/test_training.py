@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -745,3 +746,22 @@ def test_train_with_a_teacher_through_the_cli(tmp_path: Path, clean_dir: Path) -
     missing_teacher = ["--out", str(tmp_path / "run2"), "--teacher", str(tmp_path / "no.safetensors")]
     missing = runner.invoke(app, [*args[:-1], *missing_teacher])
     assert missing.exit_code != 0 and "no.safetensors" in " ".join(missing.output.split())
+
+
+def test_a_stage_1_checkpoint_resumed_in_another_folder_keeps_stage_1s_restorer(
+    tmp_path: Path, clean_dir: Path
+) -> None:
+    """A stage-1 last.pt copied to a new folder and resumed into stage 2 writes stage 1's restorer
+    there before its first stage-2 step, so the report can weigh the two stages."""
+    from safetensors.torch import load_file
+
+    base = ["--warmup-steps", "1", "--w-semantic", "0", "--report-images", "0"]
+    stage1, tried = tmp_path / "stage1", tmp_path / "tried"
+    assert run_train(stage1, clean_dir, "--steps", "1", *base).exit_code == 0
+    tried.mkdir()
+    shutil.copyfile(stage1 / "last.pt", tried / "last.pt")
+    assert run_train(tried, clean_dir, "--steps", "2", *base, "--resume").exit_code == 0
+    kept, original = load_file(tried / "restorer-stage1.safetensors"), load_file(stage1 / "restorer-stage1.safetensors")
+    assert kept.keys() == original.keys()
+    assert all(torch.equal(kept[k], original[k]) for k in kept)
+    assert torch.load(tried / "last.pt", weights_only=True)["step"] == 2

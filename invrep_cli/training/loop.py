@@ -562,6 +562,14 @@ class Trainer:
             init_weights=self.init_note,
             plan=self.plan,
         )
+        if self.dist.is_main and 0 < cfg.warmup_steps == model.step < cfg.steps:
+            stage1_file = self.folder.path / STAGE1_RESTORER_FILE
+            if not stage1_file.is_file():
+                # resumed at the boundary from a checkpoint whose folder lacks stage 1's restorer (a
+                # stage-1 last.pt copied to try a stage 2): write it now, so the report can weigh
+                # stage 2 against it and ship stage 1 if stage 2 scores lower
+                self.save_checkpoint()
+                self.folder.keep_stage1_restorer()
         loader = self._loader()
         model.train()
         with StopFlag(escalate=not self.dist.enabled) as stop:
