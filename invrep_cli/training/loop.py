@@ -136,9 +136,10 @@ class Trainer:
         init_state, self.init_note, self.init_path = None, "", None
         # what the run started from, kept across resumes: the option check reads it to know whether
         # the networks came from a file (a resuming command cannot repeat --init-weights PATH)
-        self.run_init_weights = cfg.init_weights
+        run = (ckpt or {}).get("train_config") or {}
+        self.run_init_weights = run.get("init_weights", cfg.init_weights)
         budgeted = cfg.budget_sizes_steps
-        if ckpt is not None and cfg.time_budget == (ckpt.get("train_config") or {}).get("time_budget"):
+        if ckpt is not None and cfg.time_budget == run.get("time_budget"):
             budgeted = False  # the run's own budget, repeated: continue to the steps it planned
         elif cfg.time_budget is not None and not budgeted:
             self.warn("--time is not used: --steps or --warmup-steps gives the step count, which wins")
@@ -146,7 +147,6 @@ class Trainer:
             model_config = resumed_model_config(cfg, ckpt)
             self.init_note = str(ckpt.get("init_weights_used", ""))
             self.init_path = ckpt.get("init_weights_path")  # what the report compares with
-            self.run_init_weights = (ckpt.get("train_config") or {}).get("init_weights", cfg.init_weights)
         elif cfg.init_weights not in (INIT_AUTO, INIT_NONE):
             restorer, _ = load_restorer(cfg.init_weights)
             self.init_path, self.init_note = cfg.init_weights, f"--init-weights {cfg.init_weights}"

@@ -99,11 +99,10 @@ def differences(
     for f in dataclasses.fields(ModelConfig):
         was, now = getattr(run_model, f.name), getattr(cfg.model, f.name)
         if f.name in STAGE2_MODEL_FIELDS:
-            if before_stage2:
-                continue
-        elif from_file or (f.name == "disc_width" and run_model.width != cfg.model.width):
-            continue
-        if was != now:
+            skip = before_stage2
+        else:  # --width sets disc_width too: one difference, said once
+            skip = from_file or (f.name == "disc_width" and run_model.width != cfg.model.width)
+        if not skip and was != now:
             add(_MODEL_OPTION.get(f.name, f"--config ({f.name})"), was, now)
     return diffs
 
