@@ -165,6 +165,14 @@ class NoiseModel:
         if (self.spec is None) == (not self.fitted):
             raise ValueError("a noise model is either a spec or a non-empty set of fits")
 
+    def typical_fit(self) -> ImageNoise | None:
+        """The fit whose std at mid-gray is the median of the folder's (None for a spec): the
+        folder's noise, for an image whose own cannot be measured."""
+        if not self.fitted:
+            return None
+        order = sorted(self.fitted, key=lambda f: float(np.mean(f.std_at(0.5))))
+        return order[(len(order) - 1) // 2]
+
     def describe(self) -> str:
         text = self._describe_own()
         if self.mix:

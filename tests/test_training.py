@@ -141,6 +141,32 @@ def test_no_reference_criterion_counts_banding_in_the_noise() -> None:
     assert estimated_psnr(lambda t: t, images) == pytest.approx(truth, abs=0.5)
 
 
+def test_report_scores_unmeasurable_frames_under_the_folders_fit(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    """Small dark frames (a fluorescence field: most blocks hold a pixel at 0, which the fit does
+    not read) cannot be fitted together, though the run fitted its whole folder: the report scores
+    them under that fit and says so, instead of giving no score and no picture."""
+    from invrep_cli.models import Restorer
+    from invrep_cli.training.report import write_report
+
+    rng = np.random.default_rng(2)
+    frames = [np.repeat(np.clip(0.01 + rng.standard_normal((48, 48, 1)) * 0.01, 0, 1), 3, 2).astype(np.float32)
+              for _ in range(2)]  # fmt: skip
+    assert prepare(frames) == []  # nothing to measure in them alone
+    folder = NoiseModel(fitted=(
+        ImageNoise(gain=(0.0,) * 3, floor=(0.02**2,) * 3, blur=0.0, channel_corr=((1.0, 1.0, 1.0),) * 3),
+        ImageNoise(gain=(0.0,) * 3, floor=(0.01**2,) * 3, blur=0.0, channel_corr=((1.0, 1.0, 1.0),) * 3),
+        ImageNoise(gain=(0.0,) * 3, floor=(0.03**2,) * 3, blur=0.0, channel_corr=((1.0, 1.0, 1.0),) * 3),
+    ))
+    assert folder.typical_fit() == folder.fitted[0]  # the median level
+    restorer, device = Restorer(tiny_config).eval(), torch.device("cpu")
+    assert write_report(frames, restorer, None, "none", tmp_path / "a.png", device) is None
+    report = write_report(frames, restorer, None, "none", tmp_path / "b.png", device,
+                          folder_noise=folder.typical_fit())  # fmt: skip
+    assert report is not None and report.images == 2 and report.folder_fit_images == 2
+    assert math.isfinite(report.trained_score) and (tmp_path / "b.png").is_file()
+    assert report.to_dict()["folder_fit_images"] == 2
+
+
 #: the Gaussian model (still in weights/, no longer registered): the white-noise model of the choice
 GAUSS_ENTRY = {"name": "lir-unet-gauss", "bundled": True, "file": "weights/lir-unet-gauss.safetensors", "url": "",
                "sha256": "dec1b0da7c735f4f490633e3922df0caa4338ee09f470984bee924dc38c87063", "size": 10917724}

@@ -447,9 +447,11 @@ def _print_result(result: Any) -> None:
         versus = f"{report['start']} {start:.2f} dB -> " if start is not None else ""
         if report.get("stage1_estimated_psnr") is not None:
             versus += f"stage 1 {report['stage1_estimated_psnr']:.2f} dB -> stage 2 "
+        borrowed = report.get("folder_fit_images", 0)
+        under = f"; {borrowed} under the folder's fit, their own unmeasurable" if borrowed else ""
         console.print(
-            f"on {report['images']} noisy image(s), no reference (SURE under the fitted noise; ranks models, not a "
-            f"PSNR against clean images): {versus}trained {report['trained_estimated_psnr']:.2f} dB; "
+            f"on {report['images']} noisy image(s){under}, no reference (SURE under the fitted noise; ranks models, "
+            f"not a PSNR against clean images): {versus}trained {report['trained_estimated_psnr']:.2f} dB; "
             f"crops noisy | start | trained in {report['picture']}",
             highlight=False,
             soft_wrap=True,

@@ -35,16 +35,22 @@ class NoisyImage:
 
     pixels: np.ndarray
     noise: ImageNoise
+    #: whether ``noise`` is the folder's fit rather than this image's own (``prepare``'s fallback)
+    folder_fit: bool = False
 
 
-def prepare(images: Sequence[np.ndarray]) -> list[NoisyImage]:
+def prepare(images: Sequence[np.ndarray], fallback: ImageNoise | None = None) -> list[NoisyImage]:
     """The images whose noise can be fitted (flat areas to measure it), each with its fit (small
-    images pooled, as the warm start fits them)."""
+    images pooled, as the warm start fits them). ``fallback`` (the run's fit of the whole folder)
+    stands in for the images that cannot be fitted: a few small dark frames hold too few flat
+    unclipped blocks together (a fluorescence field, where a block with one pixel at 0 is not
+    read), though the folder as a whole fitted."""
     out = []
     fits, _ = fit_images(images)
     for img, fit in zip(images, fits, strict=True):
-        if fit is not None:
-            out.append(NoisyImage(np.ascontiguousarray(img, dtype=np.float32), fit))
+        if fit is not None or fallback is not None:
+            pixels = np.ascontiguousarray(img, dtype=np.float32)
+            out.append(NoisyImage(pixels, fallback, True) if fit is None else NoisyImage(pixels, fit))
     return out
 
 

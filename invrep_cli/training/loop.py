@@ -486,6 +486,7 @@ class Trainer:
             self.folder.path / REPORT_FILE,
             self.device,
             stage1=stage1,
+            folder_noise=None if self.model.noise_model is None else self.model.noise_model.typical_fit(),
         )
         if result is None:
             self.warn("report: no image of the noisy folder has flat areas enough to fit its noise; no score")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from invrep_cli.models import Restorer
+from invrep_cli.noise import ImageNoise
 from invrep_cli.training.criterion import NoisyImage, estimated_psnr, prepare
 from invrep_cli.training.run_folder import save_png
 
@@ -29,6 +30,8 @@ class RunReport:
     trained_score: float
     picture: str | None
     stage1_score: float | None = None
+    #: how many of the images were scored under the folder's fit, their own being unmeasurable
+    folder_fit_images: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -38,6 +41,7 @@ class RunReport:
             "trained_estimated_psnr": round(self.trained_score, 3),
             "stage1_estimated_psnr": None if self.stage1_score is None else round(self.stage1_score, 3),
             "picture": self.picture,
+            "folder_fit_images": self.folder_fit_images,
             "criterion": "SURE under the noise fitted to each image (no reference; ranks restorers)",
         }
 
@@ -68,13 +72,17 @@ def write_report(
     picture_path: Path,
     device: torch.device,
     stage1: Restorer | None = None,
+    folder_noise: ImageNoise | None = None,
 ) -> RunReport | None:
     """Score the restorers on centre crops of the noisy images and write the picture (``stage1``:
-    what stage 1 alone gave, when stage 2 ran); None when no image has flat areas enough to fit
-    its noise."""
+    what stage 1 alone gave, when stage 2 ran; ``folder_noise``: the run's fit of the folder, for
+    images whose own noise cannot be measured); None when no image has a noise to score under."""
     # the noise is fitted on the whole image (a crop may hold too few flat blocks to fit it: on
     # PolyU's 512-px photos a 256-px crop fitted 1 image of 6) and scored on its centre crop
-    scored = [NoisyImage(centre_crop(img.pixels, SCORE_CROP), img.noise) for img in prepare(noisy_images)]
+    scored = [
+        NoisyImage(centre_crop(img.pixels, SCORE_CROP), img.noise, img.folder_fit)
+        for img in prepare(noisy_images, fallback=folder_noise)
+    ]
     if not scored:
         return None
     run_trained = _runner(trained, device)
@@ -97,4 +105,7 @@ def write_report(
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
     picture = np.round(np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
     save_png(picture_path, picture)
-    return RunReport(len(scored), start_name, start_score, trained_score, str(picture_path), stage1_score)
+    return RunReport(
+        len(scored), start_name, start_score, trained_score, str(picture_path), stage1_score,
+        folder_fit_images=sum(img.folder_fit for img in scored),
+    )
