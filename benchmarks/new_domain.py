@@ -62,29 +62,62 @@ def banding_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.round(np.clip(image + white + columns, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+#: fluorescence: the camera offset and read-noise std (0-1 scale), the photons a pixel at full scale
+#: collects, and the gamma and scale that make a photo a mostly dark field with bright structures
+OFFSET, READ, PEAK, GAMMA, BRIGHT = 4 / 255, 2 / 255, 30.0, 2.5, 0.8
+
+
+def fluorescence_scene(image: np.ndarray) -> np.ndarray:
+    """A photo as a fluorescence image's mean: mostly dark, bright structures, on the camera offset
+    (what a long average of a sample records)."""
+    return OFFSET + BRIGHT * image**GAMMA
+
+
+def fluorescence_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (a fluorescence_scene) as one short exposure: photon counts at PEAK photons full
+    scale (a few photons in the dark field, so the noise is discrete and skewed there, not Gaussian),
+    plus read noise, quantised to 8 bits."""
+    photons = rng.poisson(np.maximum(image - OFFSET, 0.0) * PEAK / BRIGHT) * BRIGHT / PEAK
+    noisy = OFFSET + photons + READ * rng.standard_normal(image.shape)
+    return np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def read_gray(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
+
+
+def as_8bit(image: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--noise", choices=("correlated", "banding"), default="correlated")
+    parser.add_argument("--noise", choices=("correlated", "banding", "fluorescence"), default="correlated")
     args = parser.parse_args()
-    add_noise = banding_noise if args.noise == "banding" else correlated_noise
+    add_noise = {"banding": banding_noise, "fluorescence": fluorescence_noise}.get(args.noise, correlated_noise)
+    # the scene itself: fluorescence turns each photo into a dark field first, clean and noisy alike
+    # (quantised to 8 bits, as the long average would be saved)
+    if args.noise == "fluorescence":
+        def read_scene(path: Path) -> np.ndarray:
+            return as_8bit(fluorescence_scene(read_gray(path))).astype(np.float32) / 255.0
+    else:
+        read_scene = read_gray
     train = sorted((DATA / "Train400").glob("*.png"))
     test = sorted((DATA / "BSD68").glob("*.png"))
     for sub in ("noisy", "clean", "test"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
     for k, path in enumerate(train[:200]):
-        noisy = add_noise(read_gray(path), np.random.default_rng([2026, 1, k]))
+        noisy = add_noise(read_scene(path), np.random.default_rng([2026, 1, k]))
         Image.fromarray(noisy).save(args.out / "noisy" / path.name)
     for path in train[200:]:
         dst = args.out / "clean" / path.name
-        if not dst.exists():
+        if args.noise == "fluorescence":
+            Image.fromarray(as_8bit(read_scene(path))).save(dst)
+        elif not dst.exists():
             os.symlink(path, dst)
     for k, path in enumerate(test):
-        clean = read_gray(path)
+        clean = read_scene(path)
         noisy = add_noise(clean, np.random.default_rng([2026, 2, k]))
         Image.fromarray(noisy).save(args.out / "test" / f"{path.stem}_real.png")
         Image.fromarray(np.round(clean * 255).astype(np.uint8)).save(args.out / "test" / f"{path.stem}_mean.png")
@@ -92,7 +125,7 @@ def main() -> None:
     held = [p for p in sorted((DATA / "CBSD432").glob("*.jpg")) if p.name not in sources]
     (args.out / "held").mkdir(exist_ok=True)
     for k, path in enumerate(held):
-        clean = read_gray(path)
+        clean = read_scene(path)
         top, left = (clean.shape[0] - 256) // 2, (clean.shape[1] - 256) // 2
         clean = np.round(clean[top : top + 256, left : left + 256] * 255) / 255
         noisy = add_noise(clean, np.random.default_rng([2026, 3, k]))
