@@ -9,6 +9,8 @@
 # runs stage2_real.sh's fixed recipe (721 stage-1 steps from the auto-chosen bundled model, 200 LIR
 # steps, freeze 50, G_X begun as the noise model, anchor 1) on 1 thread, so two run side by side;
 # then MODELS=RUN/restorer-stage1.safetensors,RUN/restorer-stage2.safetensors ... `held` scores them.
+# NOISE=fluorescence R=runs/fluo: dark fields with few-photon noise (README, Round FLUO); its oracle run
+# is benchmarks/oracle_noise.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
