@@ -1,8 +1,9 @@
 """Rank restorers on a noisy folder with no reference: train's no-reference score (SURE under each
 photo's fitted noise, ``invrep_cli/training/criterion.py``) on evenly spaced photos, 256-px centre
 crops. It reads the noisy folder alone, so it can choose among a run's checkpoints from the run's own
-data (the training folder of PolyU *_real files holds no *_mean file). Photos whose own noise cannot
-be measured are scored under the fit of the whole folder as train makes it, as the report does.
+data (the training folder of PolyU *_real files holds no *_mean file). With --folder-fit, photos
+whose own noise cannot be measured are scored under the fit of the whole folder as train makes it, as
+the report does (off by default, so earlier readings stay as they were: they left such photos out).
 
   python benchmarks/noref_choice.py runs/data/PolyU100-real MODELS... [--images 12] [--strength 1,1.3]
 """
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--folder-fit", action="store_true",
+                        help="score photos whose own noise cannot be measured under the folder's fit")
     parser.add_argument("--strength", type=strengths, default=[1.0],
                         help="comma list of restore --strength values to score each model at")
     args = parser.parse_args()
@@ -41,7 +44,7 @@ def main() -> None:
     # pooled, large photos are each fitted on the whole photo
     pixels = [read_image(path) for path in picks]
     fitted = prepare(pixels)
-    if len(fitted) < len(picks):  # the folder's fit, as train makes it, for the rest
+    if args.folder_fit and len(fitted) < len(picks):  # the folder's fit, as train makes it, for the rest
         folder = evenly_spaced(entries, TrainConfig.noise_fit_images)
         try:
             typical = fit_noise_model([read_image(path) for path in folder]).typical_fit()
