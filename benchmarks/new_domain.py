@@ -8,7 +8,7 @@ correlated** (white noise blurred by a Gaussian of 0.9 px, rescaled to keep its 
 bundled model saw correlated noise at this level: the `own` camera noise of `lir-unet-mix` is
 correlated but about 8x fainter, its Gaussian and Poisson-Gaussian components are white.
 
-    python benchmarks/new_domain.py OUT [--noise correlated|banding]
+    python benchmarks/new_domain.py OUT [--noise correlated|banding|fluorescence]
 writes OUT/noisy (Train400 images 1-200 with the noise: what a user has), OUT/clean (Train400
 images 201-400 as they are: other scenes, never matched) and OUT/test (BSD68, a test set, with the
 same noise as NAME_real.png beside NAME_mean.png for `invrep bench --pairs`; scoring only, never
@@ -20,6 +20,10 @@ training settings may look at them).
 whether stage 2 learns what the fit gets wrong: white signal-dependent noise (std 12 at mid-gray)
 plus column banding, an offset of std 6 added to every pixel of a column and drawn afresh for each
 image (a CMOS sensor's column read-out noise). The fit knows only isotropic correlation.
+
+``--noise fluorescence`` makes every photo, clean and noisy alike, a microscope's dark field with
+bright structures, and the noise a short exposure's few photons plus read noise (README, Round FLUO):
+discrete and skewed in the dark, with a black level, which the fit's Gaussian cannot draw.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ import numpy as np
 from PIL import Image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+def as_8bit(image: np.ndarray) -> np.ndarray:
+    """[0, 1] values clipped and rounded to 8 bits, as a saved file holds them."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 #: std at mid-gray (0-1 scale), the shot share of the variance there, the noise field's blur (px)
 STD, SHOT, BLUR = 20 / 255, 0.75, 0.9
 
@@ -47,7 +56,7 @@ def correlated_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     field /= float((kernel**2).sum())
     gain, floor = SHOT * STD**2 / 0.5, (1 - SHOT) * STD**2
     noisy = image + np.sqrt(gain * image + floor) * field
-    return np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
+    return as_8bit(noisy)
 
 
 #: banding: white std at mid-gray and the column offsets' std (0-1 scale)
@@ -59,7 +68,7 @@ def banding_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     gain, floor = SHOT * WHITE**2 / 0.5, (1 - SHOT) * WHITE**2
     white = np.sqrt(gain * image + floor) * rng.standard_normal(image.shape)
     columns = COLUMN * rng.standard_normal((1, image.shape[1]))
-    return np.round(np.clip(image + white + columns, 0.0, 1.0) * 255).astype(np.uint8)
+    return as_8bit(image + white + columns)
 
 
 #: fluorescence: the camera offset and read-noise std (0-1 scale), the photons a pixel at full scale
@@ -79,15 +88,16 @@ def fluorescence_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarra
     plus read noise, quantised to 8 bits."""
     photons = rng.poisson(np.maximum(image - OFFSET, 0.0) * PEAK / BRIGHT) * BRIGHT / PEAK
     noisy = OFFSET + photons + READ * rng.standard_normal(image.shape)
-    return np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
+    return as_8bit(noisy)
 
 
 def read_gray(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
 
 
-def as_8bit(image: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+def read_fluorescence_scene(path: Path) -> np.ndarray:
+    """A photo made a fluorescence scene, quantised to 8 bits as its long average would be saved."""
+    return as_8bit(fluorescence_scene(read_gray(path))).astype(np.float32) / 255.0
 
 
 def main() -> None:
@@ -97,12 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     add_noise = {"banding": banding_noise, "fluorescence": fluorescence_noise}.get(args.noise, correlated_noise)
     # the scene itself: fluorescence turns each photo into a dark field first, clean and noisy alike
-    # (quantised to 8 bits, as the long average would be saved)
-    if args.noise == "fluorescence":
-        def read_scene(path: Path) -> np.ndarray:
-            return as_8bit(fluorescence_scene(read_gray(path))).astype(np.float32) / 255.0
-    else:
-        read_scene = read_gray
+    read_scene = read_fluorescence_scene if args.noise == "fluorescence" else read_gray
     train = sorted((DATA / "Train400").glob("*.png"))
     test = sorted((DATA / "BSD68").glob("*.png"))
     for sub in ("noisy", "clean", "test"):
@@ -120,7 +125,7 @@ def main() -> None:
         clean = read_scene(path)
         noisy = add_noise(clean, np.random.default_rng([2026, 2, k]))
         Image.fromarray(noisy).save(args.out / "test" / f"{path.stem}_real.png")
-        Image.fromarray(np.round(clean * 255).astype(np.uint8)).save(args.out / "test" / f"{path.stem}_mean.png")
+        Image.fromarray(as_8bit(clean)).save(args.out / "test" / f"{path.stem}_mean.png")
     sources = {line.split()[1] for line in (DATA / "Train400_crop_sources.txt").read_text().splitlines()[1:]}
     held = [p for p in sorted((DATA / "CBSD432").glob("*.jpg")) if p.name not in sources]
     (args.out / "held").mkdir(exist_ok=True)
@@ -130,7 +135,7 @@ def main() -> None:
         clean = np.round(clean[top : top + 256, left : left + 256] * 255) / 255
         noisy = add_noise(clean, np.random.default_rng([2026, 3, k]))
         Image.fromarray(noisy).save(args.out / "held" / f"{path.stem}_real.png")
-        Image.fromarray(np.round(clean * 255).astype(np.uint8)).save(args.out / "held" / f"{path.stem}_mean.png")
+        Image.fromarray(as_8bit(clean)).save(args.out / "held" / f"{path.stem}_mean.png")
     print(f"wrote {args.out}: 200 noisy, 200 clean, {len(test)} test pairs, {len(held)} held-out pairs")
 
 

@@ -47,7 +47,10 @@ def main() -> None:
     if args.folder_fit and len(fitted) < len(picks):  # the folder's fit, as train makes it, for the rest
         folder = evenly_spaced(entries, TrainConfig.noise_fit_images)
         try:
-            typical = fit_noise_model([read_image(path) for path in folder]).typical_fit()
+            # the call train's noise set-up makes: JPEG files' quality read, their levels matched
+            typical = fit_noise_model(
+                [read_image(path) for path in folder], paths=folder, match=TrainConfig.match_levels
+            ).typical_fit()
         except ValueError:
             typical = None
         fitted = prepare(pixels, fallback=typical)
