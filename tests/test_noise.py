@@ -10,6 +10,7 @@ import torch
 
 from invrep_cli.data import parse_noise
 from invrep_cli.noise import (
+    GRAY_CORR,
     ImageNoise,
     NoiseModel,
     estimate_sigma,
@@ -144,6 +145,59 @@ def test_fitted_model_samples_the_fitted_statistics() -> None:
     assert torch.allclose(noisy * 255, torch.round(noisy * 255))  # 8-bit values, as saved files hold
 
 
+def counted(img: np.ndarray, photons: float, seed: int) -> np.ndarray:
+    """``img`` as photons counted at ``photons`` full scale, saved in 8 bits."""
+    rng = np.random.default_rng(seed)
+    return np.round(np.clip(rng.poisson(img * photons) / photons, 0, 1) * 255) / 255
+
+
+def test_counted_photons_are_read_and_gaussian_noise_of_their_variance_is_not() -> None:
+    """Shot noise at 30 photons full scale is skewed (third cumulant gain^2 * I); Gaussian noise with
+    the same variance gain * I is not. Only the first is drawn as counts."""
+    shot = fit_noise_model([counted(scene(s), 30, s) for s in range(3)], source="t")
+    assert all(f.photons for f in shot.fitted) and "counted photons" in shot.describe()
+    assert np.mean(shot.fitted[0].gain) == pytest.approx(1 / 30, rel=0.15)
+    rng = np.random.default_rng(0)
+    gaussian = [np.round(np.clip(x + np.sqrt(x / 30) * rng.standard_normal(x.shape), 0, 1) * 255) / 255
+                for x in (scene(s) for s in range(3))]
+    model = fit_noise_model(gaussian, source="t")
+    assert np.mean(model.fitted[0].gain) == pytest.approx(1 / 30, rel=0.15)
+    assert not any(f.photons for f in model.fitted) and "counted photons" not in model.describe()
+
+
+def test_counted_photons_in_a_jpeg_file_are_drawn_gaussian(tmp_path) -> None:
+    """JPEG rounds away the skew the test reads, and a JPEG'd fit's level is corrected by Gaussian
+    synthesis: such fits never count photons."""
+    from PIL import Image
+
+    paths, images = [], []
+    for s in range(3):
+        paths.append(tmp_path / f"{s}.jpg")
+        Image.fromarray((counted(scene(s), 30, s) * 255).round().astype(np.uint8)).save(paths[-1], quality=95)
+        images.append(np.asarray(Image.open(paths[-1]).convert("RGB")) / 255.0)
+    model = fit_noise_model(images, source="t", paths=paths)
+    assert all(f.jpeg_quality == 95 and not f.photons for f in model.fitted)
+
+
+def test_counted_photons_are_drawn_as_counts_with_the_fitted_statistics() -> None:
+    gain = 1 / 20
+    fit = ImageNoise((gain,) * 3, (0.0,) * 3, 0.0, GRAY_CORR, photons=True)
+    flat = torch.full((8, 3, 64, 64), 0.3)
+    noise = sample_fitted(flat, [fit], torch.Generator().manual_seed(0)) - flat
+    counts = (flat + noise) / gain
+    assert torch.allclose(counts, torch.round(counts), atol=1e-4)  # whole photons, no floor
+    assert torch.equal(noise[:, 0], noise[:, 1]) and torch.equal(noise[:, 0], noise[:, 2])  # gray
+    n = noise[:, 0].double()
+    assert float(n.mean()) == pytest.approx(0.0, abs=2e-3)
+    assert float(n.var()) == pytest.approx(gain * 0.3, rel=0.05)
+    assert float(((n - n.mean()) ** 3).mean()) == pytest.approx(gain**2 * 0.3, rel=0.15)  # Poisson skew
+    twice = sample_fitted(flat, [fit], torch.Generator().manual_seed(1), level_range=(2.0, 2.0)) - flat
+    assert float(twice[:, 0].double().var()) == pytest.approx(4 * gain * 0.3, rel=0.05)
+    gaussian = sample_fitted(flat, [dataclasses.replace(fit, photons=False)], torch.Generator().manual_seed(0)) - flat
+    assert float(gaussian[:, 0].double().var()) == pytest.approx(gain * 0.3, rel=0.05)
+    assert abs(float((gaussian[:, 0].double() ** 3).mean())) < 0.2 * gain**2 * 0.3
+
+
 def test_spec_model_blind_range() -> None:
     model = NoiseModel(spec=parse_noise("gaussian:5-50"))
     torch.manual_seed(0)
@@ -255,6 +309,14 @@ def test_jpeg_fields_round_trip_and_old_models_load() -> None:
         del f["jpeg_quality"], f["jpeg_subsampling"]
     del old["jpeg_fraction"], old["level_note"]
     assert NoiseModel.from_dict(old).fitted[0].jpeg_quality == 0
+
+
+def test_counted_photons_round_trip_and_older_fits_count_none() -> None:
+    fit = ImageNoise((0.03,) * 3, (0.0,) * 3, 0.0, GRAY_CORR, photons=True)
+    assert ImageNoise.from_dict(fit.to_dict()) == fit
+    old = fit.to_dict()
+    del old["photons"]
+    assert ImageNoise.from_dict(old).photons is False
 
 
 @pytest.mark.parametrize("channel_corr", [0.0, 0.5, 0.8])

@@ -14,6 +14,7 @@ restorers, it is not a PSNR to quote against a reference.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ def sure_mse(restore: RestoreFn, image: NoisyImage, seed: int = 0) -> float:
     y = torch.from_numpy(image.pixels.transpose(2, 0, 1)).unsqueeze(0)
     generator = torch.Generator().manual_seed(seed)
     fit = image.noise
-    b = sample_fitted(y, [fit], generator) - y  # unclipped: a draw of N(0, S(y))
+    # unclipped: a draw of N(0, S(y)), Gaussian even where the fit counts photons (SURE's divergence
+    # is taken along a Gaussian probe)
+    b = sample_fitted(y, [dataclasses.replace(fit, photons=False)], generator) - y
     variance = (
         torch.tensor(fit.gain)[None, :, None, None] * y.clamp(0, 1) + torch.tensor(fit.floor)[None, :, None, None]
     ).clamp(min=0) + (fit.column_std**2 + fit.row_std**2)  # banding adds its offsets' variance to every pixel

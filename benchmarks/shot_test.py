@@ -1,0 +1,74 @@
+"""Which noisy folders the fit reads as counted photons (``noise.py``: shot noise drawn as
+gain * Poisson(I / gain) - I), and the skew ratio behind each fit's vote. The folders are this
+project's testbeds and real camera sets, plus test images given Poisson noise and Gaussian noise of
+the same signal-dependent variance, which the test must tell apart.
+
+    python benchmarks/shot_test.py            # needs ../shared/data; the testbeds in runs/ if there
+
+Ratios are printed for the fits the gates let through to the skew test (white: blur <= SHOT_MAX_BLUR;
+under SHOT_MAX_PHOTONS photons at full scale); "-" where none was.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable
+
+import numpy as np
+
+from invrep_cli import noise
+from invrep_cli.data import read_image
+
+SHARED = "../shared/data"
+
+
+def as_8bit(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, 0, 1) * 255) / 255
+
+
+def folders(rng: np.random.Generator) -> list[tuple[str, str, Callable[[np.ndarray], np.ndarray] | None]]:
+    return [
+        ("fluorescence testbed (runs/fluo)", "runs/fluo/noisy/*", None),
+        ("correlated testbed (runs/newdom)", "runs/newdom/noisy/*", None),
+        ("banded testbed (runs/band)", "runs/band/noisy/*", None),
+        ("CC15 noisy", f"{SHARED}/CC15/*_real.png", None),
+        ("PolyU100 noisy (JPEG)", f"{SHARED}/PolyU100/*_real.JPG", None),
+        ("BSD68, Poisson 30 photons", f"{SHARED}/BSD68/*", lambda x: as_8bit(rng.poisson(x * 30) / 30)),
+        ("BSD68, Gaussian var I/30", f"{SHARED}/BSD68/*", lambda x: as_8bit(x + np.sqrt(x / 30) * rng.standard_normal(x.shape))),
+        ("CBSD68, Poisson 300 photons", f"{SHARED}/CBSD68/*", lambda x: as_8bit(rng.poisson(x * 300) / 300)),
+        ("CBSD68, Gaussian var I/300 + 5^2", f"{SHARED}/CBSD68/*",
+         lambda x: as_8bit(x + np.sqrt(x / 300 + (5 / 255) ** 2) * rng.standard_normal(x.shape))),
+        ("BSD68 clean", f"{SHARED}/BSD68/*", None),
+    ]
+
+
+def main() -> None:
+    seen: list[float] = []
+    test = noise._shot_ratio
+
+    def spy(blocks, idx, gains):  # type: ignore[no-untyped-def]
+        seen.append(test(blocks, idx, gains))
+        return seen[-1]
+
+    noise._shot_ratio = spy  # type: ignore[assignment]
+    rng = np.random.default_rng(0)
+    print("| folder | fits | counted photons | blur p10 / median / p90 | skew ratio p10 / median / p90 (tested) |")
+    print("|---|---|---|---|---|")
+    for name, pattern, make in folders(rng):
+        files = sorted(glob.glob(pattern))[:100]
+        if not files:
+            print(f"| {name} | not here | | | |")
+            continue
+        images = [read_image(f) for f in files]
+        if make is not None:
+            images = [make(img) for img in images]
+        seen.clear()
+        fits = noise.fit_noise_model(images, paths=None if make else files).fitted
+        blur = np.percentile([f.blur for f in fits], [10, 50, 90])
+        ratio = " / ".join(f"{v:.2f}" for v in np.percentile(seen, [10, 50, 90])) + f" ({len(seen)})" if seen else "-"
+        print(f"| {name} | {len(fits)} | {sum(f.photons for f in fits)} | "
+              f"{' / '.join(f'{v:.2f}' for v in blur)} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
