@@ -101,10 +101,15 @@ def read_fluorescence_scene(path: Path) -> np.ndarray:
 
 
 def main() -> None:
+    global PEAK
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--noise", choices=("correlated", "banding", "fluorescence"), default="correlated")
+    parser.add_argument(
+        "--photons", type=float, default=PEAK, help="fluorescence: photons a pixel at full scale collects (PEAK)"
+    )
     args = parser.parse_args()
+    PEAK = args.photons
     add_noise = {"banding": banding_noise, "fluorescence": fluorescence_noise}.get(args.noise, correlated_noise)
     # the scene itself: fluorescence turns each photo into a dark field first, clean and noisy alike
     read_scene = read_fluorescence_scene if args.noise == "fluorescence" else read_gray
