@@ -37,6 +37,8 @@ import numpy as np
 from PIL import Image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
 def as_8bit(image: np.ndarray) -> np.ndarray:
     """[0, 1] values clipped and rounded to 8 bits, as a saved file holds them."""
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -20,9 +21,8 @@ from held_out import Blended, strengths  # benchmarks/ is on the path when a scr
 from invrep_cli.checkpoint import load_restorer
 from invrep_cli.config import TrainConfig
 from invrep_cli.data import list_images, read_image
-from invrep_cli.noise import fit_noise_model
 from invrep_cli.training.criterion import NoisyImage, estimated_psnr, prepare
-from invrep_cli.training.noise_setup import evenly_spaced
+from invrep_cli.training.noise_setup import evenly_spaced, fit_folder
 from invrep_cli.training.report import SCORE_CROP, centre_crop
 
 
@@ -45,11 +45,10 @@ def main() -> None:
     pixels = [read_image(path) for path in picks]
     fitted = prepare(pixels)
     if args.folder_fit and len(fitted) < len(picks):  # the folder's fit, as train makes it, for the rest
-        folder = evenly_spaced(entries, TrainConfig.noise_fit_images)
         try:
-            # the call train's noise set-up makes: JPEG files' quality read, their levels matched
-            typical = fit_noise_model(
-                [read_image(path) for path in folder], paths=folder, match=TrainConfig.match_levels
+            typical = fit_folder(
+                entries, TrainConfig.noise_fit_images, TrainConfig.match_levels, str(args.noisy_dir),
+                lambda message: print(message, file=sys.stderr),
             ).typical_fit()
         except ValueError:
             typical = None

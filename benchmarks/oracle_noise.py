@@ -7,7 +7,8 @@ gains less than that over the fit, no noise learning can reach it at the same st
     python benchmarks/oracle_noise.py --noise fluorescence train --noisy DIR --clean DIR --out RUN ...
 
 Everything else is the command as given (the fit is still made and logged; the init-weights choice
-reads it); only the crops' noise is drawn from benchmarks/new_domain.py's generator.
+reads it); only the crops' noise is drawn from benchmarks/new_domain.py's generator, at its
+default constants (a domain made with ``new_domain.py --photons N`` other than 30 has no oracle here).
 """
 
 from __future__ import annotations

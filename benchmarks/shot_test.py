@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from new_domain import as_8bit as to_uint8  # benchmarks/ is on the path when a script here runs
 
 from invrep_cli import noise
 from invrep_cli.data import read_image
@@ -27,7 +28,8 @@ SHARED = "../shared/data"
 
 
 def as_8bit(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, 0, 1) * 255) / 255
+    """As saved in 8 bits, back in [0, 1] as the fit reads files."""
+    return to_uint8(x) / 255.0
 
 
 def folders(rng: np.random.Generator) -> list[tuple[str, str, Callable[[np.ndarray], np.ndarray] | None]]:

@@ -85,11 +85,11 @@ CORR_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 0.95)
 #: Blurred noise (demosaiced camera noise, CC15, PolyU) is not tested: blur mixes the skew away
 SHOT_RATIO = 0.65
 SHOT_MAX_BLUR = 0.6
-#: ... and the most photons at full scale (1 / gain) at which it is tested: beyond, shot noise is as
-#: good as Gaussian (skewness 1/sqrt(photons)), and texture under signal-dependent noise skews the
-#: residual by 3 * gain * E[texture^2], which a small gain's g^2 * I no longer outweighs (without
-#: this gate the banded testbed's white Gaussian noise, about 260 photons, votes 8 of 10 for photons:
-#: shot_test.py --ungated)
+#: ... and the most photons at full scale (1 / gain) at which it is tested: beyond, texture under
+#: signal-dependent noise skews the residual by 3 * gain * E[texture^2], which a small gain's
+#: g^2 * I no longer outweighs (without this gate the banded testbed's white Gaussian noise, about
+#: 260 photons, votes 8 of 10 for photons: shot_test.py --ungated). The gate is cautious: counting
+#: still gained 0.24 dB on a fluorescence testbed at 150 photons (README, Round PHOTONS)
 SHOT_MAX_PHOTONS = 100.0
 
 
@@ -798,15 +798,13 @@ def _shot_ratio(blocks: _Blocks, idx: np.ndarray, gains: Sequence[float]) -> flo
     """How much of the fitted signal-dependent noise is shot noise, by its skew: photons counted at
     gain g give a third cumulant g^2 * I, Gaussian noise none. The photon gain implied by the
     selected blocks' residual third moments (least squares of m3 = g_p^2 * I over intensity bins),
-    over the fitted gain; the mean over channels. 0 where no gain was fitted."""
+    over the fitted gain; the mean over channels (each > 0: ``_fit_blocks`` tests no other)."""
     ratios = []
     edges = np.linspace(0.0, 1.0, BINS + 1)
     chosen = np.zeros(blocks.mean.shape[0], dtype=bool)
     chosen[idx] = True
     share = _third_moment_share()
     for ch, gain in enumerate(gains):
-        if gain <= 0:
-            return 0.0
         mean = blocks.mean[:, ch]
         xs, m3s, ws = [], [], []
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
@@ -875,7 +873,8 @@ def fit_each(
         if fit is not None:
             jpeg = jpeg_settings(paths[k]) if paths is not None else None
             if jpeg is not None:
-                # JPEG rounds away the skew that counted photons are read by: drawn Gaussian
+                # JPEG rounds away the skew that counted photons are read by: such a fit neither
+                # votes for them (fit_noise_model) nor draws them, here in match_fit's synthesis too
                 fit = dataclasses.replace(fit, jpeg_quality=jpeg[0], jpeg_subsampling=jpeg[1], photons=False)
             if match and fit.jpeg_quality and k not in pooled:
                 fit, factor = match_fit(fit, img, seed=k)
@@ -899,8 +898,8 @@ def fit_noise_model(
     if not fits:
         raise ValueError("no image has enough flat areas to measure its noise")
     # a noisy folder is one sensor: it counts photons if most of its fits read so, and then all its
-    # (non-JPEG) fits draw them. One fit's skew test can err either way (shot_test.py: with Poisson
-    # noise 22 of 24 tests vote photons; on CBSD68 with Gaussian noise 2 of 2)
+    # fits draw them. One fit's skew test can err either way (shot_test.py: with Poisson noise 22 of
+    # 24 tests vote photons; on CBSD68 with Gaussian noise 2 of 2). JPEG fits stay Gaussian (fit_each)
     counted = 2 * sum(f.photons for f in fits) > len(fits)
     fits = [dataclasses.replace(f, photons=counted and not f.jpeg_quality) for f in fits]
     if pooled:

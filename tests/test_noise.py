@@ -311,6 +311,16 @@ def test_jpeg_fields_round_trip_and_old_models_load() -> None:
     assert NoiseModel.from_dict(old).fitted[0].jpeg_quality == 0
 
 
+def test_fits_without_counted_photons_never_draw_from_the_poisson_stream(monkeypatch) -> None:
+    """Camera folders count no photons: their crops must be drawn exactly as before counting
+    existed, so nothing may draw Poisson numbers from the shared generator."""
+    fit = ImageNoise((0.03,) * 3, (1e-4,) * 3, 0.0, GRAY_CORR)
+    monkeypatch.setattr(torch, "poisson", lambda *a, **k: pytest.fail("drew from the Poisson stream"))
+    sample_fitted(torch.full((2, 3, 16, 16), 0.5), [fit], torch.Generator().manual_seed(0), level_range=(0.6, 2.5))
+    with pytest.raises(pytest.fail.Exception):
+        sample_fitted(torch.full((2, 3, 16, 16), 0.5), [dataclasses.replace(fit, photons=True)])
+
+
 def test_counted_photons_round_trip_and_older_fits_count_none() -> None:
     fit = ImageNoise((0.03,) * 3, (0.0,) * 3, 0.0, GRAY_CORR, photons=True)
     assert ImageNoise.from_dict(fit.to_dict()) == fit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -22,23 +23,31 @@ def evenly_spaced(entries: Sequence[T], count: int) -> list[T]:
     return [entries[int(i)] for i in picks]
 
 
+def fit_folder(
+    files: Sequence[Path], count: int, match: bool, folder: str, warn: Callable[[str], None]
+) -> NoiseModel:
+    """The fit of a noisy folder as train makes it: per-image fits of at most ``count`` of its
+    ``files``, evenly spaced (JPEG levels matched with ``match``); ValueError when none has flat
+    areas to measure. benchmarks/noref_choice.py --folder-fit makes the same call."""
+    images, paths = [], []
+    for path in evenly_spaced(files, count):
+        try:
+            images.append(read_image(path))
+            paths.append(path)
+        except Exception as exc:  # scan_images read them once; a file may change since
+            warn(f"noise model: skipping {path}: {exc}")
+    return fit_noise_model(images, source=f"{len(images)} images of {folder}", paths=paths, match=match)
+
+
 def build_noise_model(cfg: TrainConfig, noisy: Sequence[ImageEntry], warn: Callable[[str], None]) -> NoiseModel:
     """The spec of --synthetic, else per-image fits of at most ``noise_fit_images`` images of the
     --noisy folder (DataError when none has flat areas to measure); --noise-mix on top."""
     if cfg.synthetic is not None:
         model = NoiseModel(spec=parse_noise(cfg.synthetic), source="--synthetic")
     else:
-        images, paths = [], []
-        for entry in evenly_spaced(noisy, cfg.noise_fit_images):
-            try:
-                images.append(read_image(entry.path))
-                paths.append(entry.path)
-            except Exception as exc:  # scan_images read them once; a file may change since
-                warn(f"noise model: skipping {entry.path}: {exc}")
+        files = [entry.path for entry in noisy]
         try:
-            fitted = fit_noise_model(
-                images, source=f"{len(images)} images of {cfg.noisy_dir}", paths=paths, match=cfg.match_levels
-            )
+            fitted = fit_folder(files, cfg.noise_fit_images, cfg.match_levels, str(cfg.noisy_dir), warn)
         except ValueError as exc:
             raise DataError(
                 f"--noisy {cfg.noisy_dir}: cannot fit a noise model for the warm start: {exc} "
