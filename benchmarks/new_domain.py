@@ -24,6 +24,10 @@ image (a CMOS sensor's column read-out noise). The fit knows only isotropic corr
 ``--noise fluorescence`` makes every photo, clean and noisy alike, a microscope's dark field with
 bright structures, and the noise a short exposure's few photons plus read noise (README, Round FLUO):
 discrete and skewed in the dark, with a black level, which the fit's Gaussian cannot draw.
+``--photons`` sets the photons its brightest structures collect, ``--bright`` their level (0-1): a dim
+sample (``--bright 0.25``) keeps its few photons in a quarter of the 8-bit range. ``--bits 16`` writes
+16-bit files, as a scientific camera's counts are kept (``--bright 0.05 --offset 0.0015 --read 0.0005``:
+a 12-bit camera's range, black level 100 counts).
 """
 
 from __future__ import annotations
@@ -42,6 +46,17 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def as_8bit(image: np.ndarray) -> np.ndarray:
     """[0, 1] values clipped and rounded to 8 bits, as a saved file holds them."""
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+#: bits of the fluorescence files (``--bits 16``: a scientific camera's counts in 16-bit PNGs)
+BITS = 8
+
+
+def as_saved(image: np.ndarray) -> np.ndarray:
+    """[0, 1] values as a fluorescence file of BITS bits holds them."""
+    if BITS == 8:
+        return as_8bit(image)
+    return np.round(np.clip(image, 0.0, 1.0) * 65535).astype(np.uint16)
 
 
 #: std at mid-gray (0-1 scale), the shot share of the variance there, the noise field's blur (px)
@@ -90,7 +105,7 @@ def fluorescence_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarra
     plus read noise, quantised to 8 bits."""
     photons = rng.poisson(np.maximum(image - OFFSET, 0.0) * PEAK / BRIGHT) * BRIGHT / PEAK
     noisy = OFFSET + photons + READ * rng.standard_normal(image.shape)
-    return as_8bit(noisy)
+    return as_saved(noisy)
 
 
 def read_gray(path: Path) -> np.ndarray:
@@ -98,23 +113,30 @@ def read_gray(path: Path) -> np.ndarray:
 
 
 def read_fluorescence_scene(path: Path) -> np.ndarray:
-    """A photo made a fluorescence scene, quantised to 8 bits as its long average would be saved."""
-    return as_8bit(fluorescence_scene(read_gray(path))).astype(np.float32) / 255.0
+    """A photo made a fluorescence scene, quantised to BITS bits as its long average would be saved."""
+    return as_saved(fluorescence_scene(read_gray(path))).astype(np.float32) / (2**BITS - 1)
 
 
 def main() -> None:
-    global PEAK
+    global PEAK, BRIGHT, OFFSET, READ, BITS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--noise", choices=("correlated", "banding", "fluorescence"), default="correlated")
     parser.add_argument(
-        "--photons", type=float, default=PEAK, help="fluorescence: photons a pixel at full scale collects (PEAK)"
+        "--photons", type=float, default=PEAK, help="fluorescence: photons the brightest structures collect (PEAK)"
     )
+    parser.add_argument(
+        "--bright", type=float, default=BRIGHT, help="fluorescence: the brightest structures' level, 0-1 (BRIGHT)"
+    )
+    parser.add_argument("--offset", type=float, default=OFFSET, help="fluorescence: the camera's black level, 0-1")
+    parser.add_argument("--read", type=float, default=READ, help="fluorescence: the read noise's std, 0-1")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=BITS, help="fluorescence: bits of the files")
     args = parser.parse_args()
-    PEAK = args.photons
+    PEAK, BRIGHT, OFFSET, READ, BITS = args.photons, args.bright, args.offset, args.read, args.bits
+    fluorescence = args.noise == "fluorescence"
     add_noise = {"banding": banding_noise, "fluorescence": fluorescence_noise}.get(args.noise, correlated_noise)
     # the scene itself: fluorescence turns each photo into a dark field first, clean and noisy alike
-    read_scene = read_fluorescence_scene if args.noise == "fluorescence" else read_gray
+    read_scene = read_fluorescence_scene if fluorescence else read_gray
     train = sorted((DATA / "Train400").glob("*.png"))
     test = sorted((DATA / "BSD68").glob("*.png"))
     for sub in ("noisy", "clean", "test"):
@@ -124,25 +146,29 @@ def main() -> None:
         Image.fromarray(noisy).save(args.out / "noisy" / path.name)
     for path in train[200:]:
         dst = args.out / "clean" / path.name
-        if args.noise == "fluorescence":
-            Image.fromarray(as_8bit(read_scene(path))).save(dst)
+        if fluorescence:
+            Image.fromarray(as_saved(read_scene(path))).save(dst)
         elif not dst.exists():
             os.symlink(path, dst)
     for k, path in enumerate(test):
         clean = read_scene(path)
         noisy = add_noise(clean, np.random.default_rng([2026, 2, k]))
         Image.fromarray(noisy).save(args.out / "test" / f"{path.stem}_real.png")
-        Image.fromarray(as_8bit(clean)).save(args.out / "test" / f"{path.stem}_mean.png")
+        Image.fromarray(as_saved(clean) if fluorescence else as_8bit(clean)).save(
+            args.out / "test" / f"{path.stem}_mean.png"
+        )
     sources = {line.split()[1] for line in (DATA / "Train400_crop_sources.txt").read_text().splitlines()[1:]}
     held = [p for p in sorted((DATA / "CBSD432").glob("*.jpg")) if p.name not in sources]
     (args.out / "held").mkdir(exist_ok=True)
     for k, path in enumerate(held):
         clean = read_scene(path)
         top, left = (clean.shape[0] - 256) // 2, (clean.shape[1] - 256) // 2
-        clean = np.round(clean[top : top + 256, left : left + 256] * 255) / 255
+        clean = clean[top : top + 256, left : left + 256]
         noisy = add_noise(clean, np.random.default_rng([2026, 3, k]))
         Image.fromarray(noisy).save(args.out / "held" / f"{path.stem}_real.png")
-        Image.fromarray(as_8bit(clean)).save(args.out / "held" / f"{path.stem}_mean.png")
+        Image.fromarray(as_saved(clean) if fluorescence else as_8bit(clean)).save(
+            args.out / "held" / f"{path.stem}_mean.png"
+        )
     print(f"wrote {args.out}: 200 noisy, 200 clean, {len(test)} test pairs, {len(held)} held-out pairs")
 
 
