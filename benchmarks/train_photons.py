@@ -3,10 +3,14 @@ shot noise as counts is worth (README, Round PHOTONS):
 
     python benchmarks/train_photons.py off train --noisy DIR --clean DIR --out RUN ...
     python benchmarks/train_photons.py ungated train --noisy DIR --clean DIR --out RUN ...
+    python benchmarks/train_photons.py on train --noisy DIR --clean DIR --out RUN ...
 
 ``off``: the test never passes (``noise.SHOT_RATIO`` = inf), so every fit draws Gaussian noise, as
-before the test existed. ``ungated``: no photon-count or blur gate (``SHOT_MAX_PHOTONS`` and
-``SHOT_MAX_BLUR`` = inf), so the skew test alone decides, e.g. above 100 photons at full scale.
+before the test existed. ``ungated``: no blur gate (``SHOT_MAX_BLUR`` = inf), so the skew test alone
+decides (the photon-count gate this mode also lifted, 100 photons at full scale, is gone since Round
+GATE).
+``on``: every fit that is not a JPEG counts photons, whatever its skew: what a wrong call of the
+test costs on a folder whose noise is Gaussian.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ if __name__ == "__main__":
     if mode == "off":
         noise.SHOT_RATIO = math.inf
     elif mode == "ungated":
-        noise.SHOT_MAX_PHOTONS = noise.SHOT_MAX_BLUR = math.inf
+        noise.SHOT_MAX_BLUR = math.inf
+    elif mode == "on":
+        noise.SHOT_MAX_BLUR = math.inf
+        noise.SHOT_RATIO = -math.inf
     else:
-        sys.exit(f"usage: {sys.argv[0]} off|ungated INVREP-ARGS...")
+        sys.exit(f"usage: {sys.argv[0]} off|ungated|on INVREP-ARGS...")
     app(sys.argv[2:], prog_name="invrep")

@@ -165,6 +165,15 @@ def test_counted_photons_are_read_and_gaussian_noise_of_their_variance_is_not() 
     assert not any(f.photons for f in model.fitted) and "counted photons" not in model.describe()
 
 
+def test_a_dim_few_photon_image_counts_photons() -> None:
+    """30 photons at the top of an image that fills a quarter of the 8-bit range is 120 photons at
+    full scale: a gate on full-scale photons (100, before Round GATE) drew it Gaussian."""
+    dim = [counted(0.25 * scene(s), 120, s) for s in range(3)]
+    model = fit_noise_model(dim, source="t")
+    assert all(f.photons for f in model.fitted)
+    assert np.mean(model.fitted[0].gain) == pytest.approx(1 / 120, rel=0.2)
+
+
 def test_counted_photons_in_a_jpeg_file_are_drawn_gaussian(tmp_path) -> None:
     """JPEG rounds away the skew the test reads, and a JPEG'd fit's level is corrected by Gaussian
     synthesis: such fits never count photons."""
