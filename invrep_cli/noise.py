@@ -63,6 +63,11 @@ PERCENTILE = 10.0
 BINS = 16
 #: fewest blocks an intensity bin needs to be used
 MIN_BLOCKS = 24
+#: a dim image can lie in the first of the BINS bins over [0, 1], where no line can be fitted (a
+#: 12-bit camera's counts in a 16-bit file fill 1/16 of the range): one whose blocks lie below
+#: DIM_TOP of the range is binned over its own range instead. Only there: an 8-bit image that dim
+#: holds 16 levels, and the fits of brighter ones stay as they were
+DIM_TOP = 1 / BINS
 #: blocks a pooled group of small images gathers before it is fitted (one 512 x 512 image's)
 POOL_BLOCKS = 1024
 #: banding: neighbours on each side that a pixel is compared with, and the least offset std (0-1)
@@ -515,7 +520,7 @@ class _Blocks:
     var: np.ndarray  # B x C plane-fit residual variances
     lag1: np.ndarray  # B x C lag-1 autocovariance of the residual (horizontal and vertical averaged)
     residual: np.ndarray  # B x C x BLOCK**2 residuals
-    clipped: np.ndarray  # B, any pixel at the 8-bit ends
+    clipped: np.ndarray  # B, any pixel at 0 or 1 (within half the file's quantum)
 
 
 def _plane_basis() -> np.ndarray:
@@ -534,15 +539,18 @@ def _to_blocks(img: np.ndarray) -> np.ndarray:
     return b.reshape(hb, BLOCK, wb, BLOCK, c).transpose(0, 2, 4, 1, 3).reshape(hb * wb, c, BLOCK * BLOCK)
 
 
-def _blocks(img: np.ndarray) -> _Blocks:
-    """BLOCK x BLOCK blocks of an H x W x C image in [0, 1]: plane-fit residual statistics per channel."""
+def _blocks(img: np.ndarray, step: float = 1 / 255) -> _Blocks:
+    """BLOCK x BLOCK blocks of an H x W x C image in [0, 1]: plane-fit residual statistics per channel.
+    A block is clipped if a pixel lies within half a ``step`` (the file's quantum) of 0 or 1."""
     b = _to_blocks(img)
     q = _plane_basis()
     residual = b - (b @ q) @ q.T
     var = (residual**2).sum(-1) / (BLOCK * BLOCK - 3)
     r = residual.reshape(-1, b.shape[1], BLOCK, BLOCK)
     lag1 = 0.5 * ((r[..., :, 1:] * r[..., :, :-1]).mean((-1, -2)) + (r[..., 1:, :] * r[..., :-1, :]).mean((-1, -2)))
-    lo, hi = 0.5 / 255.0, 254.5 / 255.0
+    # half a quantum, not half an 8-bit level: a 16-bit camera's black level of ~100 counts (0.0015)
+    # is not clipping, though 8 bits would round it to 0
+    lo, hi = 0.5 * step, 1.0 - 0.5 * step
     clipped = ((b <= lo) | (b >= hi)).any(axis=(1, 2))
     return _Blocks(b.mean(-1), var, lag1, residual, clipped)
 
@@ -554,7 +562,7 @@ def _select(blocks: _Blocks) -> np.ndarray:
     mean = blocks.mean.mean(1)
     total = blocks.var.sum(1)
     chosen: list[np.ndarray] = []
-    edges = np.linspace(0.0, 1.0, BINS + 1)
+    edges = _bin_edges(blocks)
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         idx = np.nonzero(ok & (mean >= lo) & (mean < hi))[0]
         if idx.size < MIN_BLOCKS:
@@ -562,6 +570,14 @@ def _select(blocks: _Blocks) -> np.ndarray:
         cut = np.percentile(total[idx], PERCENTILE)
         chosen.append(idx[total[idx] <= cut])
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _bin_edges(blocks: _Blocks) -> np.ndarray:
+    """The intensity bins' edges: BINS bins over [0, 1], or over the image's own range when it fills
+    less than DIM_TOP of it (its unclipped blocks' means up to their 99.5th percentile)."""
+    means = blocks.mean.mean(1)[~blocks.clipped]
+    top = float(np.percentile(means, 99.5)) if means.size else 1.0
+    return np.linspace(0.0, 1.0 if top >= DIM_TOP else top, BINS + 1)
 
 
 def _correlation(blocks: _Blocks, idx: np.ndarray) -> float:
@@ -703,9 +719,10 @@ def fit_images(
 
     for k, img in enumerate(images):
         img = img[:, :, None] if img.ndim == 2 else img
+        step = _quantum(img)  # before debanding moves the pixels off the file's levels
         img, column_std, row_std = debanded(img) if banding else (img, 0.0, 0.0)
         bands.append((column_std, row_std))
-        blocks = _blocks(img)
+        blocks = _blocks(img, step)
         fits.append(_fit_blocks(blocks))
         if fits[k] is None and blocks.mean.shape[0] > 0:
             group = pending.setdefault(img.shape[2], [])
@@ -723,6 +740,13 @@ def fit_images(
     return fits, pooled
 
 
+def _quantum(img: np.ndarray) -> float:
+    """The level step of the file an image in [0, 1] came from: 1/255 if every pixel is an 8-bit
+    level, else 1/65535 (16-bit files, and images that were never saved)."""
+    levels = img * 255.0
+    return 1 / 255 if bool(np.all(np.abs(levels - np.round(levels)) < 1e-3)) else 1 / 65535
+
+
 def _concat_blocks(parts: Sequence[_Blocks]) -> _Blocks:
     return _Blocks(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(_Blocks)))
 
@@ -736,7 +760,7 @@ def _fit_blocks(blocks: _Blocks) -> ImageNoise | None:
     blur = _blur_from_rho(_correlation(blocks, idx))
     ratio = _ratio_at(blur)
     gains, floors = [], []
-    edges = np.linspace(0.0, 1.0, BINS + 1)
+    edges = _bin_edges(blocks)
     ok = ~blocks.clipped
     for ch in range(c):
         xs, ys, ws = [], [], []
@@ -798,7 +822,7 @@ def _shot_ratio(blocks: _Blocks, idx: np.ndarray, gains: Sequence[float]) -> flo
     selected blocks' residual third moments (least squares of m3 = g_p^2 * I over intensity bins),
     over the fitted gain; the mean over channels (each > 0: ``_fit_blocks`` tests no other)."""
     ratios = []
-    edges = np.linspace(0.0, 1.0, BINS + 1)
+    edges = _bin_edges(blocks)
     chosen = np.zeros(blocks.mean.shape[0], dtype=bool)
     chosen[idx] = True
     share = _third_moment_share()

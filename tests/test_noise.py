@@ -165,6 +165,22 @@ def test_counted_photons_are_read_and_gaussian_noise_of_their_variance_is_not() 
     assert not any(f.photons for f in model.fitted) and "counted photons" not in model.describe()
 
 
+def test_a_dim_16_bit_image_has_its_signal_dependent_noise_read() -> None:
+    """A 12-bit camera's counts in a 16-bit file fill 1/16 of the range, on a black level of 100
+    counts. Fixed bins over [0, 1] put every block in one bin, so no gain was read (and 8-bit
+    clipping read the black level as clipped); binned over the image's own range, the gain returns."""
+    rng = np.random.default_rng(0)
+    gain, read = 0.05 / 1000, 0.0003  # 1,000 photons at the top of the dim range
+    images = []
+    for s in range(2):
+        x = 0.0015 + 0.05 * scene(s)[:, :, :1]
+        y = x + np.sqrt(gain * x) * rng.standard_normal(x.shape) + read * rng.standard_normal(x.shape)
+        images.append(np.round(np.clip(y, 0, 1) * 65535) / 65535)
+    fits = [fit_image_noise(img) for img in images]
+    assert all(f is not None for f in fits)
+    assert np.mean([f.gain[0] for f in fits]) == pytest.approx(gain, rel=0.25)
+
+
 def test_a_dim_few_photon_image_counts_photons() -> None:
     """30 photons at the top of an image that fills a quarter of the 8-bit range is 120 photons at
     full scale: a gate on full-scale photons (100, before Round GATE) drew it Gaussian."""
