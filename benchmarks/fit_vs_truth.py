@@ -23,6 +23,9 @@ from new_domain import BRIGHT, OFFSET, PEAK, READ  # benchmarks/ is on the path 
 from invrep_cli import noise
 from invrep_cli.data import read_image
 
+#: the tool's line (floor >= 0), kept before --free-intercept puts free_line in its place
+fixed_line = noise._fit_line
+
 
 def free_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     """Weighted least squares y = gain * x + floor, gain >= 0, the floor free to go below 0."""
@@ -31,9 +34,6 @@ def free_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
     a = np.stack([x, np.ones_like(x)], axis=1) * w[:, None]
     gain, floor = np.linalg.lstsq(a, y * w, rcond=None)[0]
     return (float(gain), float(floor)) if gain >= 0 else fixed_line(x, y, w)
-
-
-fixed_line = noise._fit_line
 
 
 def main() -> None:

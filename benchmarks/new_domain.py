@@ -48,12 +48,12 @@ def as_8bit(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-#: bits of the fluorescence files (``--bits 16``: a scientific camera's counts in 16-bit PNGs)
+#: bits of the saved files (``--bits 16``, fluorescence only: a scientific camera's counts in 16-bit PNGs)
 BITS = 8
 
 
 def as_saved(image: np.ndarray) -> np.ndarray:
-    """[0, 1] values as a fluorescence file of BITS bits holds them."""
+    """[0, 1] values as a file of BITS bits holds them."""
     if BITS == 8:
         return as_8bit(image)
     return np.round(np.clip(image, 0.0, 1.0) * 65535).astype(np.uint16)
@@ -132,8 +132,9 @@ def main() -> None:
     parser.add_argument("--read", type=float, default=READ, help="fluorescence: the read noise's std, 0-1")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=BITS, help="fluorescence: bits of the files")
     args = parser.parse_args()
-    PEAK, BRIGHT, OFFSET, READ, BITS = args.photons, args.bright, args.offset, args.read, args.bits
     fluorescence = args.noise == "fluorescence"
+    PEAK, BRIGHT, OFFSET, READ = args.photons, args.bright, args.offset, args.read
+    BITS = args.bits if fluorescence else 8  # the other noises are saved in 8 bits (as_8bit)
     add_noise = {"banding": banding_noise, "fluorescence": fluorescence_noise}.get(args.noise, correlated_noise)
     # the scene itself: fluorescence turns each photo into a dark field first, clean and noisy alike
     read_scene = read_fluorescence_scene if fluorescence else read_gray
@@ -154,9 +155,7 @@ def main() -> None:
         clean = read_scene(path)
         noisy = add_noise(clean, np.random.default_rng([2026, 2, k]))
         Image.fromarray(noisy).save(args.out / "test" / f"{path.stem}_real.png")
-        Image.fromarray(as_saved(clean) if fluorescence else as_8bit(clean)).save(
-            args.out / "test" / f"{path.stem}_mean.png"
-        )
+        Image.fromarray(as_saved(clean)).save(args.out / "test" / f"{path.stem}_mean.png")
     sources = {line.split()[1] for line in (DATA / "Train400_crop_sources.txt").read_text().splitlines()[1:]}
     held = [p for p in sorted((DATA / "CBSD432").glob("*.jpg")) if p.name not in sources]
     (args.out / "held").mkdir(exist_ok=True)
@@ -166,9 +165,7 @@ def main() -> None:
         clean = clean[top : top + 256, left : left + 256]
         noisy = add_noise(clean, np.random.default_rng([2026, 3, k]))
         Image.fromarray(noisy).save(args.out / "held" / f"{path.stem}_real.png")
-        Image.fromarray(as_saved(clean) if fluorescence else as_8bit(clean)).save(
-            args.out / "held" / f"{path.stem}_mean.png"
-        )
+        Image.fromarray(as_saved(clean)).save(args.out / "held" / f"{path.stem}_mean.png")
     print(f"wrote {args.out}: 200 noisy, 200 clean, {len(test)} test pairs, {len(held)} held-out pairs")
 
 

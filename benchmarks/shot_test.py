@@ -57,8 +57,8 @@ def main() -> None:
     seen: list[float] = []
     test = noise._shot_ratio
 
-    def spy(blocks, idx, gains):  # type: ignore[no-untyped-def]
-        seen.append(test(blocks, idx, gains))
+    def spy(*args):  # type: ignore[no-untyped-def]
+        seen.append(test(*args))
         return seen[-1]
 
     noise._shot_ratio = spy  # type: ignore[assignment]

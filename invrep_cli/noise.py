@@ -91,7 +91,8 @@ CORR_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 0.95)
 #: There is no gate on the photon count: at many photons texture's skew (3 * gain * E[texture^2])
 #: can outweigh shot noise's (gain^2 * I), but a wrong call there cost nothing measured (README,
 #: Round GATE: counted draws on the banded testbed's Gaussian noise scored 0.17 dB above Gaussian
-#: ones), while a gate at 100 photons full scale cost 0.24 dB at 150 and shut out every dim sample
+#: ones), while a gate at 100 photons full scale cost 0.24 dB at 150 and drew a dim sample's few
+#: photons Gaussian (counted at full scale, they were many)
 SHOT_RATIO = 0.65
 SHOT_MAX_BLUR = 0.6
 
@@ -555,14 +556,13 @@ def _blocks(img: np.ndarray, step: float = 1 / 255) -> _Blocks:
     return _Blocks(b.mean(-1), var, lag1, residual, clipped)
 
 
-def _select(blocks: _Blocks) -> np.ndarray:
-    """Indices of the 'flat' blocks: in each intensity bin (of the channel mean), those at or below
-    the PERCENTILE of the channel-summed variance."""
+def _select(blocks: _Blocks, edges: np.ndarray) -> np.ndarray:
+    """Indices of the 'flat' blocks: in each intensity bin (of the channel mean; ``edges`` from
+    ``_bin_edges``), those at or below the PERCENTILE of the channel-summed variance."""
     ok = ~blocks.clipped
     mean = blocks.mean.mean(1)
     total = blocks.var.sum(1)
     chosen: list[np.ndarray] = []
-    edges = _bin_edges(blocks)
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         idx = np.nonzero(ok & (mean >= lo) & (mean < hi))[0]
         if idx.size < MIN_BLOCKS:
@@ -618,7 +618,7 @@ def _corr_calibration() -> tuple[np.ndarray, np.ndarray]:
         white = torch.randn(3, 256 * 256, generator=rng, dtype=torch.float64)
         noise = (torch.linalg.cholesky(corr) @ white).reshape(3, 256, 256).permute(1, 2, 0).numpy()
         blocks = _blocks(noise * 0.05 + 0.5)
-        idx = _select(blocks)
+        idx = _select(blocks, _bin_edges(blocks))
         flat = blocks.residual[idx].transpose(1, 0, 2).reshape(3, -1)
         c = np.corrcoef(flat)
         seen.append(float((c[0, 1] + c[0, 2] + c[1, 2]) / 3))
@@ -754,13 +754,13 @@ def _concat_blocks(parts: Sequence[_Blocks]) -> _Blocks:
 def _fit_blocks(blocks: _Blocks) -> ImageNoise | None:
     """The fit of ``fit_image_noise`` from one image's (or a pooled group's) blocks."""
     c = blocks.mean.shape[1]
-    idx = _select(blocks)
+    edges = _bin_edges(blocks)  # the same bins for the selection, the line and the skew test
+    idx = _select(blocks, edges)
     if idx.size < MIN_BLOCKS:
         return None
     blur = _blur_from_rho(_correlation(blocks, idx))
     ratio = _ratio_at(blur)
     gains, floors = [], []
-    edges = _bin_edges(blocks)
     ok = ~blocks.clipped
     for ch in range(c):
         xs, ys, ws = [], [], []
@@ -783,7 +783,7 @@ def _fit_blocks(blocks: _Blocks) -> ImageNoise | None:
     photons = (
         blur <= SHOT_MAX_BLUR
         and min(gains) > 0.0
-        and _shot_ratio(blocks, idx, gains) >= SHOT_RATIO
+        and _shot_ratio(blocks, idx, gains, edges) >= SHOT_RATIO
     )
     if c == 1:
         gains, floors = gains * 3, floors * 3
@@ -816,13 +816,12 @@ def _third_moment_share() -> float:
     return float((p**3).sum() / (BLOCK * BLOCK))
 
 
-def _shot_ratio(blocks: _Blocks, idx: np.ndarray, gains: Sequence[float]) -> float:
+def _shot_ratio(blocks: _Blocks, idx: np.ndarray, gains: Sequence[float], edges: np.ndarray) -> float:
     """How much of the fitted signal-dependent noise is shot noise, by its skew: photons counted at
     gain g give a third cumulant g^2 * I, Gaussian noise none. The photon gain implied by the
     selected blocks' residual third moments (least squares of m3 = g_p^2 * I over intensity bins),
     over the fitted gain; the mean over channels (each > 0: ``_fit_blocks`` tests no other)."""
     ratios = []
-    edges = _bin_edges(blocks)
     chosen = np.zeros(blocks.mean.shape[0], dtype=bool)
     chosen[idx] = True
     share = _third_moment_share()
