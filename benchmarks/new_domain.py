@@ -8,13 +8,16 @@ correlated** (white noise blurred by a Gaussian of 0.9 px, rescaled to keep its 
 bundled model saw correlated noise at this level: the `own` camera noise of `lir-unet-mix` is
 correlated but about 8x fainter, its Gaussian and Poisson-Gaussian components are white.
 
-    python benchmarks/new_domain.py OUT [--noise correlated|banding|fluorescence]
+    python benchmarks/new_domain.py OUT [--noise correlated|white|banding|fluorescence]
 writes OUT/noisy (Train400 images 1-200 with the noise: what a user has), OUT/clean (Train400
 images 201-400 as they are: other scenes, never matched) and OUT/test (BSD68, a test set, with the
 same noise as NAME_real.png beside NAME_mean.png for `invrep bench --pairs`; scoring only, never
 training or choosing) and OUT/held (the same pairs from the CBSD432 photos that no Train400 image was
 cropped from, gray 256-px centre crops: held out from the training folders, so a choice of
 training settings may look at them).
+
+``--noise white`` is the same noise without the blur: white, signal-dependent and Gaussian, the
+kind of folder on which the counted-photons test must not count (README, Round WHITE).
 
 ``--noise banding`` makes a noise the fitted noise model cannot draw, for issue 20's question of
 whether stage 2 learns what the fit gets wrong: white signal-dependent noise (std 12 at mid-gray)
@@ -33,6 +36,7 @@ a 12-bit camera's range, black level 100 counts).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 
@@ -63,14 +67,15 @@ def as_saved(image: np.ndarray) -> np.ndarray:
 STD, SHOT, BLUR = 20 / 255, 0.75, 0.9
 
 
-def correlated_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``image`` (H x W in [0, 1]) with the domain's noise, quantised to 8 bits."""
-    white = rng.standard_normal(image.shape).astype(np.float32)
-    field = cv2.GaussianBlur(white, (0, 0), BLUR, borderType=cv2.BORDER_REFLECT)
-    # the blurred field's std is the 2-D kernel's norm, which for a separable Gaussian k k^T is
-    # sum(k^2): divide by it to get unit variance back
-    kernel = cv2.getGaussianKernel(int(2 * np.ceil(3 * BLUR) + 1), BLUR)
-    field /= float((kernel**2).sum())
+def correlated_noise(image: np.ndarray, rng: np.random.Generator, blur: float = BLUR) -> np.ndarray:
+    """``image`` (H x W in [0, 1]) with the domain's noise, quantised to 8 bits (``blur`` 0: white)."""
+    field = rng.standard_normal(image.shape).astype(np.float32)
+    if blur > 0:
+        field = cv2.GaussianBlur(field, (0, 0), blur, borderType=cv2.BORDER_REFLECT)
+        # the blurred field's std is the 2-D kernel's norm, which for a separable Gaussian k k^T is
+        # sum(k^2): divide by it to get unit variance back
+        kernel = cv2.getGaussianKernel(int(2 * np.ceil(3 * blur) + 1), blur)
+        field /= float((kernel**2).sum())
     gain, floor = SHOT * STD**2 / 0.5, (1 - SHOT) * STD**2
     noisy = image + np.sqrt(gain * image + floor) * field
     return as_8bit(noisy)
@@ -121,7 +126,7 @@ def main() -> None:
     global PEAK, BRIGHT, OFFSET, READ, BITS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--noise", choices=("correlated", "banding", "fluorescence"), default="correlated")
+    parser.add_argument("--noise", choices=("correlated", "white", "banding", "fluorescence"), default="correlated")
     parser.add_argument(
         "--photons", type=float, default=PEAK, help="fluorescence: photons the brightest structures collect (PEAK)"
     )
@@ -135,7 +140,11 @@ def main() -> None:
     fluorescence = args.noise == "fluorescence"
     PEAK, BRIGHT, OFFSET, READ = args.photons, args.bright, args.offset, args.read
     BITS = args.bits if fluorescence else 8  # the other noises are saved in 8 bits (as_8bit)
-    add_noise = {"banding": banding_noise, "fluorescence": fluorescence_noise}.get(args.noise, correlated_noise)
+    add_noise = {
+        "white": functools.partial(correlated_noise, blur=0.0),
+        "banding": banding_noise,
+        "fluorescence": fluorescence_noise,
+    }.get(args.noise, correlated_noise)
     # the scene itself: fluorescence turns each photo into a dark field first, clean and noisy alike
     read_scene = read_fluorescence_scene if fluorescence else read_gray
     train = sorted((DATA / "Train400").glob("*.png"))
