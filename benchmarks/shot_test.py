@@ -1,12 +1,13 @@
 """Which noisy folders the fit reads as counted photons (``noise.py``: shot noise drawn as
 gain * Poisson(I / gain) - I), and the skew ratio behind each fit's vote. The folders are this
 project's testbeds and real camera sets, plus test images given Poisson noise and Gaussian noise of
-the same signal-dependent variance, which the test must tell apart.
+the same signal-dependent variance, which the test must tell apart in colour.
 
     python benchmarks/shot_test.py            # needs ../shared/data; the testbeds in runs/ if there
 
 Ratios are printed for the fits the blur gate lets through to the skew test (white: blur <=
-SHOT_MAX_BLUR); "-" where none was. Each test is one fit's vote
+SHOT_MAX_BLUR) and that are in colour (a gray white fit counts photons untested, Round WHITE); "-"
+where none was. Each test is one fit's vote
 (a pooled group of small images votes once); a folder counts photons when most of its fits vote so.
 ``--ungated`` lifts the blur gate, to show what the skew test alone would say.
 """
@@ -36,6 +37,7 @@ def folders(rng: np.random.Generator) -> list[tuple[str, str, Callable[[np.ndarr
     return [
         ("fluorescence testbed (runs/fluo)", "runs/fluo/noisy/*", None),
         ("correlated testbed (runs/newdom)", "runs/newdom/noisy/*", None),
+        ("white testbed (runs/white)", "runs/white/noisy/*", None),
         ("banded testbed (runs/band)", "runs/band/noisy/*", None),
         ("CC15 noisy", f"{SHARED}/CC15/*_real.png", None),
         ("PolyU100 noisy (JPEG)", f"{SHARED}/PolyU100/*_real.JPG", None),
