@@ -211,10 +211,10 @@ class TrainConfig:
     #: at most this many images of the --noisy folder are used to fit the noise model
     noise_fit_images: int = 200
     #: fitted noise models: each crop's noise std is the fit's times a factor drawn log-uniformly
-    #: in this range. The block estimator measures strongly correlated noise (blur around 1 px, as
-    #: JPEG'd camera noise is) from the part of its variance a plane fit leaves, where a small error
-    #: in the measured correlation is a large one in the level; a range makes stage 1 robust to that
-    noise_scale: tuple[float, float] = (0.6, 2.5)
+    #: in this range; None (``--noise-scale auto``): chosen from the fits, wide for blurred or JPEG'd
+    #: noise whose level the estimator reads less surely, narrow for white noise
+    #: (``noise.auto_level_range``)
+    noise_scale: tuple[float, float] | None = None
     #: share of stage-1 crops made gray (the same value and the same noise in all three channels,
     #: as restore feeds a gray image): a model that only ever saw independent noise per channel
     #: leaves gray images' noise in (it reads noise from the channels' differences)
@@ -329,8 +329,9 @@ class TrainConfig:
         ):
             need(value is None or value >= low, f"{name} must be >= {low}, got {value}")
         need(self.lr > 0 and self.repr_lr > 0 and self.warmup_lr > 0, "learning rates must be positive")
-        low, high = self.noise_scale
-        need(0 < low <= high, f"--noise-scale must be LOW-HIGH with 0 < LOW <= HIGH, got {low:g}-{high:g}")
+        if self.noise_scale is not None:
+            low, high = self.noise_scale
+            need(0 < low <= high, f"--noise-scale must be LOW-HIGH with 0 < LOW <= HIGH, got {low:g}-{high:g}")
         need(0.0 <= self.gray_fraction <= 1.0, f"--gray-fraction must be in [0, 1], got {self.gray_fraction}")
         need(0.0 <= self.jpeg_fraction <= 1.0, f"--jpeg-fraction must be in [0, 1], got {self.jpeg_fraction}")
         need(

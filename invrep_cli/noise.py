@@ -96,6 +96,14 @@ CORR_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 0.95)
 #: photons Gaussian (counted at full scale, they were many)
 SHOT_RATIO = 0.65
 SHOT_MAX_BLUR = 0.6
+#: the level spread ``invrep train --noise-scale auto`` draws at (each crop's noise std times a factor
+#: drawn log-uniformly in the range). Blurred noise (demosaiced or JPEG'd camera noise) gets the wide
+#: one: the block estimator reads its level from the part of its variance a plane fit leaves, where a
+#: small error in the measured correlation is a large one in the level, and on camera folders the wide
+#: spread scored best without a reference (README, Round SPREAD-CAM). White noise's level is read
+#: well, and the wide spread cost every white folder measured (README, Round SPREAD-WHITE)
+BLURRED_LEVEL_RANGE = (0.6, 2.5)
+WHITE_LEVEL_RANGE = (0.8, 1.25)
 
 
 #: the channel correlation of a gray image's noise: one noise in all three channels
@@ -907,6 +915,13 @@ def fit_each(
                 factors.append(factor)
         fits.append(fit)
     return fits, pooled, factors
+
+
+def auto_level_range(fits: Sequence[ImageNoise]) -> tuple[float, float]:
+    """The level spread for a folder's fits: WHITE_LEVEL_RANGE where most are white (blur at most
+    SHOT_MAX_BLUR, the same cut as the photon test's) and not JPEG, else BLURRED_LEVEL_RANGE."""
+    white = sum(f.blur <= SHOT_MAX_BLUR and not f.jpeg_quality for f in fits)
+    return WHITE_LEVEL_RANGE if 2 * white > len(fits) else BLURRED_LEVEL_RANGE
 
 
 def fit_noise_model(

@@ -10,9 +10,12 @@ import torch
 
 from invrep_cli.data import parse_noise
 from invrep_cli.noise import (
+    BLURRED_LEVEL_RANGE,
     GRAY_CORR,
+    WHITE_LEVEL_RANGE,
     ImageNoise,
     NoiseModel,
+    auto_level_range,
     estimate_sigma,
     fit_image_noise,
     fit_images,
@@ -236,6 +239,18 @@ def test_counted_photons_are_drawn_as_counts_with_the_fitted_statistics() -> Non
     gaussian = sample_fitted(flat, [dataclasses.replace(fit, photons=False)], torch.Generator().manual_seed(0)) - flat
     assert float(gaussian[:, 0].double().var()) == pytest.approx(gain * 0.3, rel=0.05)
     assert abs(float((gaussian[:, 0].double() ** 3).mean())) < 0.2 * gain**2 * 0.3
+
+
+def test_the_auto_spread_is_narrow_for_white_fits_and_wide_for_blurred_or_jpeg_ones() -> None:
+    white = fit_image_noise(make_noisy(scene(11), ImageNoise((0.002,) * 3, (0.0004,) * 3, 0.0, EYE)))
+    blurred = fit_image_noise(make_noisy(scene(11), ImageNoise((0.002,) * 3, (0.0004,) * 3, 1.0, EYE)))
+    assert white is not None and blurred is not None
+    assert auto_level_range([white]) == WHITE_LEVEL_RANGE
+    assert auto_level_range([blurred]) == BLURRED_LEVEL_RANGE
+    assert auto_level_range([dataclasses.replace(white, jpeg_quality=90)]) == BLURRED_LEVEL_RANGE
+    # the folder's majority decides, a tie goes to the wide spread
+    assert auto_level_range([white, white, blurred]) == WHITE_LEVEL_RANGE
+    assert auto_level_range([white, blurred]) == BLURRED_LEVEL_RANGE
 
 
 def test_spec_model_blind_range() -> None:

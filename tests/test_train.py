@@ -510,10 +510,21 @@ def test_gray_crops_carry_the_same_noise_in_every_channel() -> None:
 def test_noise_scale_reaches_the_fitted_model_and_bad_ranges_are_refused(tmp_path: Path, clean_dir: Path) -> None:
     _noisy_photos(tmp_path / "noisy", 2, sigma=0.04)
     base = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), *TINY, *_stage_args(1),
-            "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--steps", "1", "--w-semantic", "0",
-            "--quiet"]  # fmt: skip
-    result = runner.invoke(app, [*base, "--out", str(tmp_path / "a"), "--noise-scale", "1-3"])
+            "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--w-semantic", "0", "--quiet"]  # fmt: skip
+    result = runner.invoke(app, [*base, "--steps", "1", "--out", str(tmp_path / "a"), "--noise-scale", "1-3"])
     assert result.exit_code == 0, result.output
     assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["noise_model"]["level_range"] == [1.0, 3.0]
+    # resumed without the option (auto), a run keeps the spread it had; another spread is refused
+    result = runner.invoke(app, [*base, "--steps", "2", "--out", str(tmp_path / "a"), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["noise_model"]["level_range"] == [1.0, 3.0]
+    again = [*base, "--steps", "3", "--out", str(tmp_path / "a"), "--resume"]
+    refused = runner.invoke(app, [*again, "--noise-scale", "1-2"])
+    assert refused.exit_code == 2 and "--noise-scale" in refused.output
+    # the default (auto) draws these photos' white noise at the narrow spread
+    result = runner.invoke(app, [*base, "--steps", "1", "--out", str(tmp_path / "auto")])
+    assert result.exit_code == 0, result.output
+    assert torch.load(tmp_path / "auto" / "last.pt", weights_only=True)["noise_model"]["level_range"] == [0.8, 1.25]
     for bad in ("3-1", "x", "0-2"):
-        assert runner.invoke(app, [*base, "--out", str(tmp_path / bad), "--noise-scale", bad]).exit_code == 2
+        bad_run = [*base, "--steps", "1", "--out", str(tmp_path / bad), "--noise-scale", bad]
+        assert runner.invoke(app, bad_run).exit_code == 2

@@ -210,10 +210,11 @@ def train_command(
         str,
         _opt(
             "--noise-scale",
-            help="Fitted noise models: scale each crop's noise std by a factor drawn log-uniformly in LOW-HIGH.",
+            help="Fitted noise models: scale each crop's noise std by a factor drawn log-uniformly in LOW-HIGH; "
+            "auto: 0.8-1.25 for white noise, 0.6-2.5 for blurred or JPEG'd (camera) noise.",
             panel=_DATA,
         ),
-    ] = "{:g}-{:g}".format(*_TC["noise_scale"]),
+    ] = "auto",
     jpeg_fraction: Annotated[
         float,
         _opt(
@@ -458,12 +459,14 @@ def _print_result(result: Any) -> None:
         )
 
 
-def _scale_range(text: str) -> tuple[float, float]:
+def _scale_range(text: str) -> tuple[float, float] | None:
+    if text == "auto":
+        return None
     try:
         low, _, high = text.partition("-")
         return float(low), float(high or low)
     except ValueError:
-        raise _usage(f"--noise-scale {text!r}: expected LOW-HIGH, e.g. 0.6-2.5") from None
+        raise _usage(f"--noise-scale {text!r}: expected auto or LOW-HIGH, e.g. 0.6-2.5") from None
 
 
 def _usage(message: str) -> Exception:

@@ -12,7 +12,7 @@ import numpy as np
 from invrep_cli.config import TrainConfig
 from invrep_cli.data import ImageEntry, parse_noise, read_image
 from invrep_cli.errors import DataError
-from invrep_cli.noise import NoiseModel, fit_noise_model, parse_mix
+from invrep_cli.noise import NoiseModel, auto_level_range, fit_noise_model, parse_mix
 
 T = TypeVar("T")
 
@@ -53,7 +53,8 @@ def build_noise_model(cfg: TrainConfig, noisy: Sequence[ImageEntry], warn: Calla
                 f"--noisy {cfg.noisy_dir}: cannot fit a noise model for the warm start: {exc} "
                 "(give larger noisy images, or --warmup-steps 0 for LIR without a warm start)"
             ) from None
-        model = dataclasses.replace(fitted, level_range=tuple(cfg.noise_scale), jpeg_fraction=cfg.jpeg_fraction)
+        spread = tuple(cfg.noise_scale) if cfg.noise_scale is not None else auto_level_range(fitted.fitted)
+        model = dataclasses.replace(fitted, level_range=spread, jpeg_fraction=cfg.jpeg_fraction)
     if cfg.noise_mix is not None:
         model = dataclasses.replace(model, mix=parse_mix(cfg.noise_mix))
     return model

@@ -82,6 +82,8 @@ def differences(
         if name in free or name in _STEP_FIELDS or name in ("model", "losses") or not run:
             continue  # (a checkpoint without its options has nothing to compare)
         now, was = getattr(cfg, name), run[name] if name in run else _default(f)
+        if name == "noise_scale" and now is None:
+            continue  # auto: the run's spread, held by its saved noise model (runs before auto had 0.6-2.5)
         if name in _DIR_FIELDS:
             now, was = _dir(now), _dir(was)
         if not _same(now, was):
