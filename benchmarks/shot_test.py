@@ -7,8 +7,9 @@ the same signal-dependent variance, which the test must tell apart in colour.
 
 Ratios are printed for the fits the blur gate lets through to the skew test (white: blur <=
 SHOT_MAX_BLUR) and that are in colour (a gray white fit counts photons untested, Round WHITE); "-"
-where none was. Each test is one fit's vote
-(a pooled group of small images votes once); a folder counts photons when most of its fits vote so.
+where none was; the last column is the level spread `train --noise-scale auto` draws the folder at.
+Each test is one fit's vote (a pooled group of small images votes once); a folder counts photons
+when most of its fits vote so.
 ``--ungated`` lifts the blur gate, to show what the skew test alone would say.
 """
 
@@ -66,12 +67,12 @@ def main() -> None:
     noise._shot_ratio = spy  # type: ignore[assignment]
     rng = np.random.default_rng(0)
     print("| folder | fits | counted photons | blur p10 / median / p90 | skew ratio p10 / median / p90 "
-          "| tests voting photons |")
-    print("|---|---|---|---|---|---|")
+          "| tests voting photons | spread (--noise-scale auto) |")
+    print("|---|---|---|---|---|---|---|")
     for name, pattern, make in folders(rng):
         files = sorted(glob.glob(pattern))  # all of them: what train reads
         if not files:
-            print(f"| {name} | not here | | | | |")
+            print(f"| {name} | not here | | | | | |")
             continue
         images = [read_image(f) for f in files]
         if make is not None:
@@ -82,7 +83,8 @@ def main() -> None:
         ratio = " / ".join(f"{v:.2f}" for v in np.percentile(seen, [10, 50, 90])) if seen else "-"
         votes = f"{sum(r >= noise.SHOT_RATIO for r in seen)} of {len(seen)}"
         print(f"| {name} | {len(fits)} | {sum(f.photons for f in fits)} | "
-              f"{' / '.join(f'{v:.2f}' for v in blur)} | {ratio} | {votes} |")
+              f"{' / '.join(f'{v:.2f}' for v in blur)} | {ratio} | {votes} | "
+              f"{'{:g}-{:g}'.format(*noise.auto_level_range(fits))} |")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ shot noise as counts is worth (README, Round PHOTONS):
 before the test existed. ``ungated``: no blur gate (``SHOT_MAX_BLUR`` = inf), so the skew test alone
 decides (the photon-count gate this mode also lifted, 100 photons at full scale, is gone since Round
 GATE).
-``on``: every fit that is not a JPEG counts photons, whatever its skew: what a wrong call of the
-test costs on a folder whose noise is Gaussian.
+``on``: every fit with a signal-dependent part (gain > 0) that is not a JPEG counts photons, whatever
+its skew and blur: what a wrong call of the test costs on a folder whose noise is Gaussian.
 """
 
 from __future__ import annotations
