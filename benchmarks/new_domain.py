@@ -8,7 +8,7 @@ correlated** (white noise blurred by a Gaussian of 0.9 px, rescaled to keep its 
 bundled model saw correlated noise at this level: the `own` camera noise of `lir-unet-mix` is
 correlated but about 8x fainter, its Gaussian and Poisson-Gaussian components are white.
 
-    python benchmarks/new_domain.py OUT [--noise correlated|white|banding|fluorescence]
+    python benchmarks/new_domain.py OUT [--noise correlated|white|banding|fluorescence] [--std 20]
 writes OUT/noisy (Train400 images 1-200 with the noise: what a user has), OUT/clean (Train400
 images 201-400 as they are: other scenes, never matched) and OUT/test (BSD68, a test set, with the
 same noise as NAME_real.png beside NAME_mean.png for `invrep bench --pairs`; scoring only, never
@@ -18,6 +18,8 @@ training settings may look at them).
 
 ``--noise white`` is the same noise without the blur: white, signal-dependent and Gaussian, the
 kind of folder on which the counted-photons test must not count (README, Round WHITE).
+``--std 50`` makes either noise heavy: at std 50 of 255 nearly every 16-px block of a photo holds a
+clipped pixel, which the fit could not read before Round HEAVY (README).
 
 ``--noise banding`` makes a noise the fitted noise model cannot draw, for issue 20's question of
 whether stage 2 learns what the fit gets wrong: white signal-dependent noise (std 12 at mid-gray)
@@ -123,7 +125,7 @@ def read_fluorescence_scene(path: Path) -> np.ndarray:
 
 
 def main() -> None:
-    global PEAK, BRIGHT, OFFSET, READ, BITS
+    global PEAK, BRIGHT, OFFSET, READ, BITS, STD
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--noise", choices=("correlated", "white", "banding", "fluorescence"), default="correlated")
@@ -136,9 +138,12 @@ def main() -> None:
     parser.add_argument("--offset", type=float, default=OFFSET, help="fluorescence: the camera's black level, 0-1")
     parser.add_argument("--read", type=float, default=READ, help="fluorescence: the read noise's std, 0-1")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=BITS, help="fluorescence: bits of the files")
+    parser.add_argument(
+        "--std", type=float, default=STD * 255, help="correlated and white: the std at mid-gray, 0-255 (heavy: 50)"
+    )
     args = parser.parse_args()
     fluorescence = args.noise == "fluorescence"
-    PEAK, BRIGHT, OFFSET, READ = args.photons, args.bright, args.offset, args.read
+    PEAK, BRIGHT, OFFSET, READ, STD = args.photons, args.bright, args.offset, args.read, args.std / 255
     BITS = args.bits if fluorescence else 8  # the other noises are saved in 8 bits (as_8bit)
     add_noise = {
         "white": functools.partial(correlated_noise, blur=0.0),

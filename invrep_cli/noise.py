@@ -105,6 +105,13 @@ SHOT_MAX_BLUR = 0.6
 #: than 0.001 (README, Round SPREAD-WHITE)
 BLURRED_LEVEL_RANGE = (0.6, 2.5)
 WHITE_LEVEL_RANGE = (0.8, 1.25)
+#: heavy noise: the shares of a block's samples that may be clipped (at 0 or 1) and the block still
+#: be read, tried in turn until some image of the folder can be fitted. A block with one clipped
+#: sample is biased (clipping cuts the noise's tail), so 0 comes first, and a folder that fits there
+#: fits as before. Of a 16 x 16 block's samples about one lies beyond 2.9 std: at std 35 of 255 most
+#: blocks of a photo hold a clipped sample and at 50 nearly all do, so no such folder could be
+#: fitted (README, Round HEAVY: std 50 at mid-gray now reads 51.2, std 75 reads 69.2)
+CLIP_SHARES = (0.0, 0.05, 0.1, 0.2)
 
 
 #: the channel correlation of a gray image's noise: one noise in all three channels
@@ -192,6 +199,9 @@ class NoiseModel:
     jpeg_fraction: float = 0.5
     #: fitted models only: how the fitted levels were corrected by synthesis (``match_fit``)
     level_note: str = ""
+    #: fitted models only: the share of clipped samples a block could hold and still be read
+    #: (CLIP_SHARES; above 0 only for heavy noise)
+    clip_share: float = 0.0
     #: ``--noise-mix``: (component, share) per kind of crop, shares summing to 1; a component is
     #: ``clean`` (no noise: the restorer must leave such crops as they are), ``own`` (this model's
     #: spec or fits) or a spec (``gaussian:0-50``, ``poisson-gaussian:2-40``). Empty: ``own`` alone
@@ -221,6 +231,8 @@ class NoiseModel:
         text = summarize(self.fitted) + (f", fitted on {self.source}" if self.source else "")
         if self.level_note:
             text += f"; {self.level_note}"
+        if self.clip_share:
+            text += f"; heavy noise: blocks with up to {self.clip_share:.0%} clipped samples read"
         if self.level_range != (1.0, 1.0):
             text += f"; drawn at {self.level_range[0]:g}-{self.level_range[1]:g}x the fitted std"
         if any(f.jpeg_quality for f in self.fitted):
@@ -238,6 +250,7 @@ class NoiseModel:
             "level_range": list(self.level_range),
             "jpeg_fraction": self.jpeg_fraction,
             "level_note": self.level_note,
+            "clip_share": self.clip_share,
             "summary": summarize(self.fitted),
         }
 
@@ -254,6 +267,7 @@ class NoiseModel:
             # models saved before JPEG was modelled have no "jpeg_fraction": their fits have no quality
             jpeg_fraction=float(d.get("jpeg_fraction", 0.5)),
             level_note=str(d.get("level_note", "")),
+            clip_share=float(d.get("clip_share", 0.0)),
         )
 
     def sample(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -531,7 +545,7 @@ class _Blocks:
     var: np.ndarray  # B x C plane-fit residual variances
     lag1: np.ndarray  # B x C lag-1 autocovariance of the residual (horizontal and vertical averaged)
     residual: np.ndarray  # B x C x BLOCK**2 residuals
-    clipped: np.ndarray  # B, any pixel at 0 or 1 (within half the file's quantum)
+    clipped: np.ndarray  # B, too many samples at 0 or 1 (within half the file's quantum) to be read
 
 
 def _plane_basis() -> np.ndarray:
@@ -550,9 +564,10 @@ def _to_blocks(img: np.ndarray) -> np.ndarray:
     return b.reshape(hb, BLOCK, wb, BLOCK, c).transpose(0, 2, 4, 1, 3).reshape(hb * wb, c, BLOCK * BLOCK)
 
 
-def _blocks(img: np.ndarray, step: float = 1 / 255) -> _Blocks:
+def _blocks(img: np.ndarray, step: float = 1 / 255, clip_share: float = 0.0) -> _Blocks:
     """BLOCK x BLOCK blocks of an H x W x C image in [0, 1]: plane-fit residual statistics per channel.
-    A block is clipped if a pixel lies within half a ``step`` (the file's quantum) of 0 or 1."""
+    A block is clipped if more than ``clip_share`` of its samples lie within half a ``step`` (the
+    file's quantum) of 0 or 1 (0: any one)."""
     b = _to_blocks(img)
     q = _plane_basis()
     residual = b - (b @ q) @ q.T
@@ -562,7 +577,7 @@ def _blocks(img: np.ndarray, step: float = 1 / 255) -> _Blocks:
     # half a quantum, not half an 8-bit level: a 16-bit camera's black level of ~100 counts (0.0015)
     # is not clipping, though 8 bits would round it to 0
     lo, hi = 0.5 * step, 1.0 - 0.5 * step
-    clipped = ((b <= lo) | (b >= hi)).any(axis=(1, 2))
+    clipped = ((b <= lo) | (b >= hi)).mean(axis=(1, 2)) > clip_share
     return _Blocks(b.mean(-1), var, lag1, residual, clipped)
 
 
@@ -697,16 +712,21 @@ def debanded(img: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def fit_image_noise(img: np.ndarray) -> ImageNoise | None:
-    """Fit the noise of one H x W x 3 image in [0, 1]; None when it has too few flat blocks."""
-    fits, _ = fit_images([img])
-    return fits[0]
+    """Fit the noise of one H x W x 3 image in [0, 1] (heavy noise from blocks with a few clipped
+    samples, as a folder's: CLIP_SHARES); None when it has too few flat blocks."""
+    for clip_share in CLIP_SHARES:
+        fit = fit_images([img], clip_share=clip_share)[0][0]
+        if fit is not None:
+            return fit
+    return None
 
 
 def fit_images(
-    images: Sequence[np.ndarray], banding: bool = True
+    images: Sequence[np.ndarray], banding: bool = True, clip_share: float = 0.0
 ) -> tuple[list[ImageNoise | None], set[int]]:
     """A fit per image (H x W x C in [0, 1]), and the indices of those that came from pooling.
-    ``banding=False`` reads no banding (the fit as it was before banding was modelled).
+    ``banding=False`` reads no banding (the fit as it was before banding was modelled);
+    ``clip_share``: see ``_blocks`` and CLIP_SHARES.
 
     An image too small to fit alone (a 180 x 180 crop holds 121 blocks over 16 intensity bins; a bin
     needs MIN_BLOCKS) is pooled with the next such images of its channel count until the group
@@ -732,7 +752,7 @@ def fit_images(
         step = _quantum(img)  # before debanding moves the pixels off the file's levels
         img, column_std, row_std = debanded(img) if banding else (img, 0.0, 0.0)
         bands.append((column_std, row_std))
-        blocks = _blocks(img, step)
+        blocks = _blocks(img, step, clip_share)
         fits.append(_fit_blocks(blocks))
         if fits[k] is None and blocks.mean.shape[0] > 0:
             group = pending.setdefault(img.shape[2], [])
@@ -898,12 +918,13 @@ def fit_each(
     paths: Sequence[str | Path] | None = None,
     match: bool = False,
     banding: bool = True,
+    clip_share: float = 0.0,
 ) -> tuple[list[ImageNoise | None], set[int], list[float]]:
     """Each image's fit as ``fit_noise_model`` makes it (None: not enough flat blocks), the indices
     fitted by pooling, and the level factors ``match`` applied."""
     fits: list[ImageNoise | None] = []
     factors = []
-    per_image, pooled = fit_images(images, banding=banding)
+    per_image, pooled = fit_images(images, banding=banding, clip_share=clip_share)
     for k, (img, fit) in enumerate(zip(images, per_image, strict=True)):
         if fit is not None:
             jpeg = jpeg_settings(paths[k]) if paths is not None else None
@@ -934,10 +955,15 @@ def fit_noise_model(
     """A NoiseModel from noisy images (H x W x 3 in [0, 1]); images without enough flat blocks are
     skipped. With ``paths`` (the images' files), a JPEG file's quality and subsampling go into its
     fit; with ``match``, each fit's level is corrected by synthesis (``match_fit``; not for fits
-    pooled over small images, whose read-back would fail alone). ValueError when none could be fitted."""
-    each, pooled, factors = fit_each(images, paths, match)
-    fits = [f for f in each if f is not None]
-    if not fits:
+    pooled over small images, whose read-back would fail alone). Heavy noise clips a sample in nearly
+    every block: the strictest of CLIP_SHARES at which some image fits is the folder's. ValueError
+    when none could be fitted."""
+    for clip_share in CLIP_SHARES:
+        each, pooled, factors = fit_each(images, paths, match, clip_share=clip_share)
+        fits = [f for f in each if f is not None]
+        if fits:
+            break
+    else:
         raise ValueError("no image has enough flat areas to measure its noise")
     # a noisy folder is one sensor: it counts photons if most of its fits read so, and then all its
     # fits draw them. One fit's skew test can err either way (shot_test.py: with Poisson noise 22 of
@@ -946,7 +972,8 @@ def fit_noise_model(
     fits = [dataclasses.replace(f, photons=counted and not f.jpeg_quality) for f in fits]
     if pooled:
         source += f" ({len(pooled)} too small to fit alone, fitted in pooled groups of {POOL_BLOCKS} blocks)"
-    return NoiseModel(fitted=tuple(fits), source=source, level_note=level_note(factors) if factors else "")
+    note = level_note(factors) if factors else ""
+    return NoiseModel(fitted=tuple(fits), source=source, level_note=note, clip_share=clip_share)
 
 
 def estimate_sigma(img: np.ndarray) -> float:

@@ -253,6 +253,23 @@ def test_the_auto_spread_is_narrow_for_white_fits_and_wide_for_blurred_or_jpeg_o
     assert auto_level_range([white, blurred]) == BLURRED_LEVEL_RANGE
 
 
+def test_heavy_noise_is_fitted_from_blocks_with_a_few_clipped_samples() -> None:
+    """At std 50 of 255 nearly every 16 x 16 block of a scene clips a sample, so no image could be
+    fitted; the folder is read from blocks with up to 5 % clipped, near the truth. A folder that
+    fits without clipped blocks fits exactly as before."""
+    heavy = ImageNoise((0.0,) * 3, ((50 / 255) ** 2,) * 3, 0.0, GRAY_CORR)
+    noisy = [make_noisy(scene(s), heavy, s) for s in range(2)]
+    assert fit_images(noisy)[0] == [None, None]  # what the estimator could do before
+    model = fit_noise_model(noisy)
+    assert model.clip_share == 0.05 and "heavy noise" in model.describe()
+    assert np.median([np.mean(f.std_at(0.5)) for f in model.fitted]) == pytest.approx(50 / 255, rel=0.1)
+    assert NoiseModel.from_dict(model.to_dict()).clip_share == 0.05
+    assert estimate_sigma(noisy[0]) == pytest.approx(50 / 255, rel=0.1)  # bench's level for classical methods
+    light = [make_noisy(scene(s), ImageNoise((0.0,) * 3, ((10 / 255) ** 2,) * 3, 0.0, GRAY_CORR), s) for s in range(2)]
+    plain = fit_noise_model(light)
+    assert plain.clip_share == 0.0 and plain.fitted == tuple(fit_images(light)[0])
+
+
 def test_spec_model_blind_range() -> None:
     model = NoiseModel(spec=parse_noise("gaussian:5-50"))
     torch.manual_seed(0)

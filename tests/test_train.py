@@ -432,6 +432,23 @@ def test_noise_model_fitted_to_the_noisy_folder(tmp_path: Path, clean_dir: Path)
     assert any(r["event"] == "noise_model" and "fitted per image on 3 images" in r["summary"] for r in records)
 
 
+def test_a_heavy_noise_folder_trains(tmp_path: Path) -> None:
+    """std 60 of 255 clips a sample in nearly every block: train stopped with "cannot fit a noise
+    model" before blocks with a few clipped samples were read."""
+    _noisy_photos(tmp_path / "noisy", 2, sigma=60 / 255)
+    _noisy_photos(tmp_path / "clean", 2, sigma=0.0)
+    out = tmp_path / "run"
+    args = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(tmp_path / "clean"), "--out", str(out), *TINY,
+            *_stage_args(1), "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--steps", "1",
+            "--w-semantic", "0", "--quiet"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model = torch.load(out / "last.pt", weights_only=True)["noise_model"]
+    assert model["clip_share"] > 0
+    std = [np.sqrt(np.mean(f["gain"]) * 0.5 + np.mean(f["floor"])) for f in model["fitted"]]
+    assert np.allclose(std, 60 / 255, rtol=0.15), std
+
+
 def test_jpeg_noisy_folder_gives_jpeg_fits_and_a_fraction(tmp_path: Path, clean_dir: Path) -> None:
     _noisy_photos(tmp_path / "noisy", 2, sigma=0.03, suffix=".jpg")
     base = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), *TINY, *_stage_args(1),
