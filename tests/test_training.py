@@ -22,10 +22,10 @@ from invrep_cli.config import LossWeights, ModelConfig, TrainConfig, model_prese
 from invrep_cli.data import parse_noise
 from invrep_cli.errors import UsageError
 from invrep_cli.losses import gaussian_blur
-from invrep_cli.noise import ImageNoise, NoiseModel
+from invrep_cli.noise import GRAY_CORR, ImageNoise, NoiseModel
 from invrep_cli.training import LIRModel
 from invrep_cli.training.budget import parse_duration, stage1_steps_for_budget
-from invrep_cli.training.criterion import estimated_psnr, prepare
+from invrep_cli.training.criterion import NoisyImage, estimated_psnr, prepare
 from invrep_cli.training.init_weights import choose_init_weights, traits_of_description
 from invrep_cli.weights import DEFAULT_WEIGHTS
 from tests.conftest import write_images
@@ -124,6 +124,16 @@ def test_no_reference_criterion_ranks_restorers_as_the_reference_does() -> None:
     estimate = {k: estimated_psnr(f, images) for k, f in restorers.items()}
     assert sorted(truth, key=truth.get) == sorted(estimate, key=estimate.get) == ["identity", "light", "good"]
     assert abs(estimate["identity"] - truth["identity"]) < 0.5  # the identity's risk is the noise itself
+
+
+def test_no_reference_criterion_gives_no_score_where_its_estimate_is_negative() -> None:
+    """A dark frame clipped at 0 holds far less noise than the fitted Gaussian's variance, which SURE
+    takes off: a restorer that outputs black reads a negative squared error. That is no score (it
+    read 100 dB before), and the report says so instead of quoting it."""
+    fit = ImageNoise((0.0,) * 3, ((60 / 255) ** 2,) * 3, 0.0, GRAY_CORR)
+    dark = NoisyImage(np.zeros((64, 64, 3), np.float32), fit)
+    assert estimated_psnr(torch.zeros_like, [dark]) is None
+    assert estimated_psnr(lambda t: t, [dark]) is not None  # the identity pays its divergence back
 
 
 def test_no_reference_criterion_counts_banding_in_the_noise() -> None:

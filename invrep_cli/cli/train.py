@@ -444,6 +444,10 @@ def _print_result(result: Any) -> None:
     )
     report = result.report
     if report:
+        if report["trained_estimated_psnr"] is None:
+            console.print(f"on {report['images']} noisy image(s), no no-reference score (see the warning above); "
+                          f"crops noisy | start | trained in {report['picture']}", highlight=False, soft_wrap=True)
+            return
         start = report["start_estimated_psnr"]
         versus = f"{report['start']} {start:.2f} dB -> " if start is not None else ""
         if report.get("stage1_estimated_psnr") is not None:

@@ -493,7 +493,12 @@ class Trainer:
             return None
         record = result.to_dict()
         record["shipped"] = "trained"
-        if result.stage1_score is not None and result.stage1_score > result.trained_score:
+        if result.trained_score is None:
+            self.warn(
+                "report: the no-reference score could not be read on this noisy folder (SURE came out negative: "
+                "its Gaussian noise model does not know clipping, which heavy noise does a lot of); see the picture"
+            )
+        elif result.stage1_score is not None and result.stage1_score > result.trained_score:
             # stage 2 must only ever improve on stage 1, and the user's own noisy folder is the only
             # judge there is: when it scores stage 2 lower, restorer.safetensors is stage 1's
             self.folder.ship_stage1_restorer()

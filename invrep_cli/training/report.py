@@ -27,7 +27,8 @@ class RunReport:
     images: int
     start_name: str
     start_score: float | None
-    trained_score: float
+    #: None: the criterion could not score this folder (``estimated_psnr``); then no score is given
+    trained_score: float | None
     picture: str | None
     stage1_score: float | None = None
     #: how many of the images were scored under the folder's fit, their own being unmeasurable
@@ -38,7 +39,7 @@ class RunReport:
             "images": self.images,
             "start": self.start_name,
             "start_estimated_psnr": None if self.start_score is None else round(self.start_score, 3),
-            "trained_estimated_psnr": round(self.trained_score, 3),
+            "trained_estimated_psnr": None if self.trained_score is None else round(self.trained_score, 3),
             "stage1_estimated_psnr": None if self.stage1_score is None else round(self.stage1_score, 3),
             "picture": self.picture,
             "folder_fit_images": self.folder_fit_images,
@@ -90,6 +91,9 @@ def write_report(
     trained_score = estimated_psnr(run_trained, scored)
     start_score = estimated_psnr(run_start, scored) if run_start is not None else None
     stage1_score = estimated_psnr(_runner(stage1, device), scored) if stage1 is not None else None
+    scores = [trained_score, *([start_score] if run_start else []), *([stage1_score] if stage1 else [])]
+    if None in scores:  # one model unscored leaves the others' scores nothing to be compared with
+        trained_score = start_score = stage1_score = None
     rows = []
     for img in scored[:4]:
         crop = centre_crop(img.pixels, PICTURE_CROP)
