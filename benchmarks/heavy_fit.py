@@ -14,7 +14,7 @@ import numpy as np
 from new_domain import DATA, SHOT  # benchmarks/ is on the path when a script here runs
 
 from invrep_cli.data import read_image
-from invrep_cli.noise import _level, fit_noise_model
+from invrep_cli.noise import fit_noise_model
 from invrep_cli.training.noise_setup import evenly_spaced
 
 
@@ -38,7 +38,7 @@ def main() -> None:
         except ValueError as exc:
             print(f"| {std:g} | | 0 | {exc} |")
             continue
-        level = 255 * float(np.median([_level(f) for f in model.fitted]))
+        level = 255 * float(np.median([np.mean(f.std_at(0.5)) for f in model.fitted]))
         print(f"| {std:g} | {model.clip_share:.0%} | {len(model.fitted)} | {level:.1f} |")
 
 

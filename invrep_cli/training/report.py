@@ -91,8 +91,10 @@ def write_report(
     trained_score = estimated_psnr(run_trained, scored)
     start_score = estimated_psnr(run_start, scored) if run_start is not None else None
     stage1_score = estimated_psnr(_runner(stage1, device), scored) if stage1 is not None else None
-    scores = [trained_score, *([start_score] if run_start else []), *([stage1_score] if stage1 else [])]
-    if None in scores:  # one model unscored leaves the others' scores nothing to be compared with
+    unscored = trained_score is None or (start is not None and start_score is None) or (
+        stage1 is not None and stage1_score is None
+    )
+    if unscored:  # one model unscored leaves the others' scores nothing to be compared with
         trained_score = start_score = stage1_score = None
     rows = []
     for img in scored[:4]:
