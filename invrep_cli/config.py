@@ -223,6 +223,9 @@ class TrainConfig:
     jpeg_fraction: float = 0.5
     #: fitted models: correct each fit's level by synthesis through the estimator (noise.match_fit)
     match_levels: bool = True
+    #: fitted models of white folders: correct the blur the estimator reads from texture by reading
+    #: the fit back on the clean folder (``blur_readback.unblur_white``)
+    blur_readback: bool = True
     #: stage 1 draws each crop's noise from one component of this mix, e.g.
     #: "clean=0.15,gaussian:0-50=0.3,poisson-gaussian:2-40=0.25,own=0.3" (``noise.parse_mix``;
     #: ``own`` is the --synthetic spec or the fit of --noisy). None: ``own`` alone

@@ -242,6 +242,15 @@ def train_command(
             panel=_DATA,
         ),
     ] = _TC["match_levels"],
+    blur_readback: Annotated[
+        bool,
+        _opt(
+            "--blur-readback/--no-blur-readback",
+            help="White noise folders: correct the fitted blur, which texture inflates, by drawing the fit onto "
+            "clean-folder images and reading it back with the same estimator.",
+            panel=_DATA,
+        ),
+    ] = _TC["blur_readback"],
     init_weights: Annotated[
         str,
         _opt(

@@ -283,7 +283,7 @@ class Trainer:
         """Stage 1's noise model: the checkpoint's on resume, else made now (and logged)."""
         if ckpt is not None:
             return NoiseModel.from_dict(ckpt["noise_model"]) if ckpt.get("noise_model") else None
-        model = build_noise_model(self.cfg, self.data.dataset.noisy, self.warn)
+        model = build_noise_model(self.cfg, self.data.dataset.noisy, self.warn, self.data.dataset.clean)
         self.log({"event": "noise_model", "summary": model.describe(), "model": model.to_dict()})
         self.emit({"event": "noise_model", "summary": model.describe()})
         return model

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from invrep_cli.blur_readback import READBACK_IMAGES, unblur_white
 from invrep_cli.config import TrainConfig
 from invrep_cli.data import ImageEntry, parse_noise, read_image
 from invrep_cli.errors import DataError
@@ -29,19 +30,31 @@ def fit_folder(
     """The fit of a noisy folder as train makes it: per-image fits of at most ``count`` of its
     ``files``, evenly spaced (JPEG levels matched with ``match``); ValueError when none has flat
     areas to measure. benchmarks/noref_choice.py --folder-fit makes the same call."""
-    images, paths = [], []
+    paths, images = read_some(files, count, warn, "noise model")
+    return fit_noise_model(images, source=f"{len(images)} images of {folder}", paths=paths, match=match)
+
+
+def read_some(
+    files: Sequence[Path], count: int, warn: Callable[[str], None], what: str
+) -> tuple[list[Path], list[np.ndarray]]:
+    """At most ``count`` of ``files``, evenly spaced, read (and their paths); unreadable ones are
+    skipped with a warning."""
+    paths, images = [], []
     for path in evenly_spaced(files, count):
         try:
             images.append(read_image(path))
             paths.append(path)
         except Exception as exc:  # scan_images read them once; a file may change since
-            warn(f"noise model: skipping {path}: {exc}")
-    return fit_noise_model(images, source=f"{len(images)} images of {folder}", paths=paths, match=match)
+            warn(f"{what}: skipping {path}: {exc}")
+    return paths, images
 
 
-def build_noise_model(cfg: TrainConfig, noisy: Sequence[ImageEntry], warn: Callable[[str], None]) -> NoiseModel:
+def build_noise_model(
+    cfg: TrainConfig, noisy: Sequence[ImageEntry], warn: Callable[[str], None], clean: Sequence[ImageEntry] = ()
+) -> NoiseModel:
     """The spec of --synthetic, else per-image fits of at most ``noise_fit_images`` images of the
-    --noisy folder (DataError when none has flat areas to measure); --noise-mix on top."""
+    --noisy folder (DataError when none has flat areas to measure), a white folder's blur read back
+    on the ``clean`` images (--blur-readback); --noise-mix on top."""
     if cfg.synthetic is not None:
         model = NoiseModel(spec=parse_noise(cfg.synthetic), source="--synthetic")
     else:
@@ -55,6 +68,11 @@ def build_noise_model(cfg: TrainConfig, noisy: Sequence[ImageEntry], warn: Calla
             ) from None
         spread = tuple(cfg.noise_scale) if cfg.noise_scale is not None else auto_level_range(fitted.fitted)
         model = dataclasses.replace(fitted, level_range=spread, jpeg_fraction=cfg.jpeg_fraction)
+        if cfg.blur_readback and clean:
+            _, images = read_some([e.path for e in clean], READBACK_IMAGES, warn, "blur read-back")
+            model, note = unblur_white(model, images)
+            if note:
+                model = dataclasses.replace(model, level_note="; ".join(filter(None, (model.level_note, note))))
     if cfg.noise_mix is not None:
         model = dataclasses.replace(model, mix=parse_mix(cfg.noise_mix))
     return model

@@ -1,0 +1,102 @@
+"""Correcting a white folder's fitted blur by reading it back on the clean folder (no pairs).
+
+The block estimator (``noise.py``) reads a noise's spatial blur from the lag-1 correlation of the
+residuals of a photo's flattest blocks. It was calibrated on pure noise; in a photo even those blocks
+hold some texture, and texture is correlated, so on white noise it reads a blur of about 0.34 px
+(README, Round BLUR0: drawing those fits at blur 0 instead scored +0.07 and +0.13 dB on two white
+testbeds). How much it adds depends on the texture of the folder's kind of image, which the clean
+folder has too: the folder's typical fit is drawn at a grid of blurs onto clean images, read back
+with the same estimator, and each fit's blur is set to the one whose read-back equals its reading.
+
+Only white folders are corrected (``auto_level_range`` calls them so: most fits read at most
+SHOT_MAX_BLUR and none of those are JPEGs), and in them only the white non-JPEG fits. Camera noise
+(demosaiced, often JPEG'd) reads blurred; the read-back was not measured there, so it is left as
+the estimator reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from invrep_cli.noise import (
+    BLUR_GRID,
+    SHOT_MAX_BLUR,
+    WHITE_LEVEL_RANGE,
+    ImageNoise,
+    NoiseModel,
+    auto_level_range,
+    fit_images,
+)
+
+#: clean images the typical fit is drawn onto, and the largest side of the centre crop of each
+#: (texture is what matters, not the whole of a large photo; 64 x 512^2 keeps it to seconds)
+READBACK_IMAGES = 64
+READBACK_CROP = 512
+#: the blurs drawn: the calibration's grid up to a little past the white cut
+READBACK_BLURS = tuple(b for b in BLUR_GRID if b <= SHOT_MAX_BLUR + 0.2 + 1e-9)
+
+
+def _is_white(fit: ImageNoise) -> bool:
+    return fit.blur <= SHOT_MAX_BLUR and not fit.jpeg_quality
+
+
+def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[top : top + size, left : left + size]
+
+
+def readback_curve(
+    fit: ImageNoise, clean: Sequence[np.ndarray], clip_share: float = 0.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The blurs of READBACK_BLURS and, for each, the median blur the estimator reads on ``fit``'s
+    noise drawn at that blur onto the ``clean`` images (H x W x C in [0, 1]; small ones pooled as
+    ``fit_images`` pools them). NaN where nothing could be read."""
+    bases = [torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() for img in clean]
+    readings = []
+    for blur in READBACK_BLURS:
+        model = NoiseModel(fitted=(dataclasses.replace(fit, blur=float(blur)),), jpeg_fraction=0.0)
+        rng = torch.Generator().manual_seed(seed)  # the same noise at every blur: a smooth curve
+        noisy = [model.sample(base, rng)[0].permute(1, 2, 0).numpy() for base in bases]
+        fits, _ = fit_images(noisy, clip_share=clip_share)
+        read = [f.blur for f in fits if f is not None]
+        readings.append(float(np.median(read)) if read else float("nan"))
+    return np.array(READBACK_BLURS), np.array(readings)
+
+
+def unblur_white(model: NoiseModel, clean: Sequence[np.ndarray], seed: int = 0) -> tuple[NoiseModel, str]:
+    """``model`` with its white fits' blurs corrected on the ``clean`` images, and a note saying
+    by how much ("" and the model unchanged where it is not white or nothing could be read back)."""
+    fits = model.fitted
+    if not fits or not clean or auto_level_range(fits) != WHITE_LEVEL_RANGE:
+        return model, ""
+    white = [f for f in fits if _is_white(f)]
+    typical = NoiseModel(fitted=tuple(white)).typical_fit()
+    assert typical is not None
+    crops = [_centre_crop(img, READBACK_CROP) for img in clean[:READBACK_IMAGES]]
+    crops = [img[:, :, None].repeat(3, axis=2) if img.ndim == 2 else img[:, :, :3] for img in crops]
+    blurs, readings = readback_curve(typical, crops, model.clip_share, seed)
+    ok = np.isfinite(readings)
+    if ok.sum() < 2:
+        return model, ""
+    # the reading only grows with the blur drawn; a chance dip would make the inverse fold back.
+    # Below ~0.3 px it barely grows (a Gaussian that narrow barely correlates neighbours): of blurs
+    # that read alike, the smallest is kept, so a reading at the curve's foot is taken as white
+    curve = np.maximum.accumulate(readings[ok])
+    rising = np.concatenate([[True], np.diff(curve) > 1e-9])
+    curve, grid = curve[rising], blurs[ok][rising]
+    # one blur for the folder: it is one sensor (as for counted photons, fit_noise_model), and the
+    # fits' spread of readings is the estimator's own (pooled groups of small images read 0.26-0.45
+    # on the white testbed's one white noise); the inverse of the median reading
+    before = float(np.median([f.blur for f in white]))
+    after = float(np.interp(before, curve, grid))
+    new = tuple(dataclasses.replace(f, blur=after) if _is_white(f) else f for f in fits)
+    note = (
+        f"white blur read back on {len(crops)} clean images: {before:.2f} -> {after:.2f} px "
+        f"(median; blur 0 drawn reads {curve[0]:.2f})"
+    )
+    return dataclasses.replace(model, fitted=new), note
