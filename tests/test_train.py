@@ -449,6 +449,23 @@ def test_a_heavy_noise_folder_trains(tmp_path: Path) -> None:
     assert np.allclose(std, 60 / 255, rtol=0.15), std
 
 
+def test_a_white_folders_blur_is_read_back_on_the_clean_folder(tmp_path: Path) -> None:
+    _noisy_photos(tmp_path / "noisy", 2, sigma=0.04)
+    _noisy_photos(tmp_path / "clean", 2, sigma=0.0)
+    base = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(tmp_path / "clean"), *TINY, *_stage_args(1),
+            "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--steps", "1", "--w-semantic", "0",
+            "--quiet"]  # fmt: skip
+    models = {}
+    for name, flag in (("on", []), ("off", ["--no-blur-readback"])):
+        result = runner.invoke(app, [*base, "--out", str(tmp_path / name), *flag])
+        assert result.exit_code == 0, result.output
+        models[name] = torch.load(tmp_path / name / "last.pt", weights_only=True)["noise_model"]
+    assert "white blur read back on 2 clean images" in models["on"]["level_note"]
+    assert models["off"]["level_note"] == ""
+    assert len({f["blur"] for f in models["on"]["fitted"]}) == 1
+    assert [f["gain"] for f in models["on"]["fitted"]] == [f["gain"] for f in models["off"]["fitted"]]
+
+
 def test_jpeg_noisy_folder_gives_jpeg_fits_and_a_fraction(tmp_path: Path, clean_dir: Path) -> None:
     _noisy_photos(tmp_path / "noisy", 2, sigma=0.03, suffix=".jpg")
     base = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), *TINY, *_stage_args(1),
