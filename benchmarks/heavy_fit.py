@@ -1,7 +1,8 @@
 """What the noise fit reads on white signal-dependent noise from faint to heavy (Round HEAVY): gray
 Train400 images 1-200 (60 evenly spaced) with the noise of ``new_domain.py --noise white --std S``
 (75 % of the variance shot noise at mid-gray), fitted as train fits a folder. The truth is S at
-mid-gray; "clipped share read" is the share of clipped samples a block could hold (CLIP_SHARES).
+mid-gray; "clipped share read" is the share of clipped samples a block could hold (CLIP_SHARES);
+"banded" counts the fits that read column or row banding (the truth has none).
 
     python benchmarks/heavy_fit.py [S ...]        # default: 20 35 50 75 100
 """
@@ -29,17 +30,18 @@ def main() -> None:
     files = sorted((DATA / "Train400").glob("*.png"))
     gray = [read_image(p)[:, :, :1] for p in evenly_spaced(files[:200], 60)]
     rng = np.random.default_rng(0)
-    print("| std at mid-gray (truth) | clipped share read | fits | fitted std at mid-gray (median) |")
-    print("|---|---|---|---|")
+    print("| std at mid-gray (truth) | clipped share read | fits | banded | fitted std at mid-gray (median) |")
+    print("|---|---|---|---|---|")
     for std in stds:
         noisy = [noisy_of(g, std / 255, rng) for g in gray]
         try:
             model = fit_noise_model(noisy)
         except ValueError as exc:
-            print(f"| {std:g} | | 0 | {exc} |")
+            print(f"| {std:g} | | 0 | | {exc} |")
             continue
         level = 255 * float(np.median([np.mean(f.std_at(0.5)) for f in model.fitted]))
-        print(f"| {std:g} | {model.clip_share:.0%} | {len(model.fitted)} | {level:.1f} |")
+        banded = sum(bool(f.column_std or f.row_std) for f in model.fitted)
+        print(f"| {std:g} | {model.clip_share:.0%} | {len(model.fitted)} | {banded} | {level:.1f} |")
 
 
 if __name__ == "__main__":

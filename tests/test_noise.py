@@ -16,6 +16,7 @@ from invrep_cli.noise import (
     ImageNoise,
     NoiseModel,
     auto_level_range,
+    debanded,
     estimate_sigma,
     fit_image_noise,
     fit_images,
@@ -268,6 +269,30 @@ def test_heavy_noise_is_fitted_from_blocks_with_a_few_clipped_samples() -> None:
     light = [make_noisy(scene(s), ImageNoise((0.0,) * 3, ((10 / 255) ** 2,) * 3, 0.0, GRAY_CORR), s) for s in range(2)]
     plain = fit_noise_model(light)
     assert plain.clip_share == 0.0 and plain.fitted == tuple(fit_images(light)[0])
+
+
+def _sky_over_ground(std: float, column_std: float, seed: int) -> np.ndarray:
+    """A bright top over a dark bottom (rows of different intensity), white signal-dependent noise
+    of ``std`` at mid-gray (a quarter of the pixels clip at std 75) and column banding."""
+    rng = np.random.default_rng(seed)
+    yy = np.mgrid[0:256, 0:256][0] / 256
+    img = np.where(yy < 0.5, 0.85, 0.12) + 0.05 * yy
+    s = std / 255
+    noisy = img + np.sqrt(1.5 * s * s * img + 0.25 * s * s) * rng.standard_normal(img.shape)
+    noisy = noisy + column_std / 255 * rng.standard_normal((1, 256))
+    return np.repeat(np.round(np.clip(noisy, 0, 1) * 255)[:, :, None] / 255, 3, axis=2)
+
+
+def test_heavy_clipped_noise_reads_no_banding_from_its_rows_intensities() -> None:
+    """Clipped noise is skewed, and the median of a pixel less its neighbours' mean is the skew's,
+    which changes with each row's intensity: the plain test reads that as row banding. The heavy
+    test (pixel less one neighbour at a time) reads none, and still reads real column banding."""
+    plain = [debanded(_sky_over_ground(75, 0, s))[2] for s in range(4)]
+    assert all(row > 0 for row in plain)  # the spurious banding the heavy test is for
+    heavy = [debanded(_sky_over_ground(75, 0, s), heavy=True) for s in range(4)]
+    assert all(col == 0 and row == 0 for _, col, row in heavy)
+    banded = [debanded(_sky_over_ground(50, 10, s), heavy=True) for s in range(4)]
+    assert all(row == 0 and 4 / 255 < col < 12 / 255 for _, col, row in banded)  # clipping reads it low
 
 
 def test_spec_model_blind_range() -> None:
