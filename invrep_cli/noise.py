@@ -1017,10 +1017,15 @@ def fit_noise_model(
 
 def estimate_sigma(img: np.ndarray) -> float:
     """One noise std (0-1 scale) for a classical denoiser: the fitted model's std at the image's
-    mean intensity, averaged over channels; 0.0 when the image has no flat areas."""
+    mean intensity, averaged over channels. An image with too few flat blocks for a fit of its own
+    (a 256-px crop under heavy noise, whose blocks nearly all clip) gets the finest wavelet band's
+    median instead (``level.image_level``, scikit-image's estimator): it reads texture as noise
+    and clipped noise low, but a level of 0 would leave the image as it is."""
     fit = fit_image_noise(img)
     if fit is None:
-        return 0.0
+        from invrep_cli.level import image_level
+
+        return image_level(img)
     return float(np.mean(fit.std_at(float(img.mean()))))
 
 

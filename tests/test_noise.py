@@ -295,6 +295,14 @@ def test_heavy_clipped_noise_reads_no_banding_from_its_rows_intensities() -> Non
     assert all(row == 0 and 4 / 255 < col < 12 / 255 for _, col, row in banded)  # clipping reads it low
 
 
+def test_an_image_too_small_to_fit_gets_the_wavelet_level() -> None:
+    """bench's non-local means at the estimated level: a 96-px crop of heavy noise has too few
+    flat blocks for a fit of its own; it used to read 0, and NLM left it as it was."""
+    noisy = make_noisy(scene(5, size=96), ImageNoise((0.0,) * 3, ((60 / 255) ** 2,) * 3, 0.0, GRAY_CORR), 5)
+    assert fit_image_noise(noisy) is None
+    assert 40 / 255 < estimate_sigma(noisy) < 70 / 255
+
+
 def test_spec_model_blind_range() -> None:
     model = NoiseModel(spec=parse_noise("gaussian:5-50"))
     torch.manual_seed(0)
