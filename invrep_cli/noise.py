@@ -82,8 +82,9 @@ BAND_MIN = 1.5 / 255.0
 BAND_Z = 4.0
 #: heavy noise's banding test (``_column_offsets``): the variance of a mean of 2 BAND_REACH medians
 #: of a pixel less one neighbour, over that of the median of a pixel less its neighbours' mean, on
-#: white Gaussian noise (0.781 measured over 200 images of 256 x 256; medians sharing their pixel
-#: correlate as 2/pi arcsin(1/2) = 1/3, which gives 0.762)
+#: white Gaussian noise (0.766 and 0.781 measured on two sets of 200 images of 256 x 256,
+#: benchmarks/heavy_banding.py; medians sharing their pixel correlate as 2/pi arcsin(1/2) = 1/3,
+#: which gives 0.762)
 PAIRWISE_SPREAD = 0.78
 #: blur std (px) grid of the calibration; beyond it, noise is a smooth pattern rather than grain
 BLUR_GRID = tuple(round(0.1 * i, 1) for i in range(0, 21))
