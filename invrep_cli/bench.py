@@ -636,7 +636,7 @@ def _pair_inputs(config: BenchConfig, log: Callable[[str], None]) -> _Inputs:
         f"oracle {np.mean(levels['oracle']):.2f} (means over pairs)")
     unmeasured = [p.files.name for p in pairs if p.sigma_estimated <= 0]
     if unmeasured:
-        notes.append(f"no noise level could be estimated for {', '.join(unmeasured)} (too few flat areas): the "
+        notes.append(f"the estimated noise level of {', '.join(unmeasured)} is 0 (no fine-scale variation): the "
                      "estimated rows leave those images as they are")
     notes.append("pairs: classical rows run once with each image's level estimated from the noisy image alone "
                  "(noise.estimate_sigma, as training's stage 1) and once with the oracle level std(noisy - reference): "
