@@ -5,8 +5,9 @@ residuals of a photo's flattest blocks. It was calibrated on pure noise; in a ph
 hold some texture, and texture is correlated, so on white noise it reads a blur of about 0.34 px
 (README, Round BLUR0: drawing those fits at blur 0 instead scored +0.07 and +0.13 dB on two white
 testbeds). How much it adds depends on the texture of the folder's kind of image, which the clean
-folder has too: the folder's typical fit is drawn at a grid of blurs onto clean images, read back
-with the same estimator, and each fit's blur is set to the one whose read-back equals its reading.
+folder has too: the folder's typical fit is drawn at a grid of blurs onto clean images and read
+back with the same estimator, and the folder's white fits all get the blur whose read-back equals
+their median reading (README, Round BLUR-READBACK: +0.068 and +0.113 dB on those two testbeds).
 
 Only white folders are corrected (``auto_level_range`` calls them so: most fits read at most
 SHOT_MAX_BLUR and none of those are JPEGs), and in them only the white non-JPEG fits. Camera noise

@@ -204,7 +204,8 @@ class NoiseModel:
     #: quality (the rest keep the noise as it was before compression); no effect on fits of non-JPEG
     #: files (``invrep train --jpeg-fraction``)
     jpeg_fraction: float = 0.5
-    #: fitted models only: how the fitted levels were corrected by synthesis (``match_fit``)
+    #: fitted models only: how the fitted levels were corrected by synthesis (``match_fit``), and a
+    #: white folder's blur read back on the clean folder (``blur_readback.unblur_white``)
     level_note: str = ""
     #: fitted models only: the share of clipped samples a block could hold and still be read
     #: (CLIP_SHARES; above 0 only for heavy noise)
@@ -683,7 +684,8 @@ def _column_offsets(img: np.ndarray, heavy: bool = False) -> tuple[np.ndarray, f
     neighbours' mean is not 0 but the skew's, which changes with intensity: down a picture of dark
     ground under a bright sky every row's offset differs, read as banding (46 of 171 fits at std
     75; README, Round HEAVY-BAND). A pixel less one neighbour of the same intensity is symmetric
-    whatever the skew. Its chance spread is at most the white share below, so the test stands."""
+    whatever the skew. Its chance spread is PAIRWISE_SPREAD times the plain offsets', and the
+    white share the test compares with is scaled to match."""
     gray = img.mean(axis=2, dtype=np.float64)
     h, w = gray.shape
     k = BAND_REACH
@@ -718,7 +720,7 @@ def _column_offsets(img: np.ndarray, heavy: bool = False) -> tuple[np.ndarray, f
 def _pairwise_offsets(img: np.ndarray, gray: np.ndarray, k: int) -> np.ndarray:
     """Each column's offset from its k neighbours on each side: the mean over them of the median,
     down the column, of the pixel less that neighbour, both unclipped (``_column_offsets``)."""
-    h, w = gray.shape
+    w = gray.shape[1]
     half = 0.5 / 255
     ok = np.all((img > half) & (img < 1 - half), axis=2)
     padded = np.pad(gray, ((0, 0), (k, k)), mode="reflect")
