@@ -46,7 +46,14 @@ def _is_white(fit: ImageNoise) -> bool:
     return fit.blur <= SHOT_MAX_BLUR and not fit.jpeg_quality
 
 
-def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+def applies(model: NoiseModel) -> bool:
+    """Whether ``unblur_white`` would correct ``model``: fitted, and white by ``auto_level_range``
+    (train reads no clean image otherwise)."""
+    return bool(model.fitted) and auto_level_range(model.fitted) == WHITE_LEVEL_RANGE
+
+
+def centre_crop(img: np.ndarray, size: int = READBACK_CROP) -> np.ndarray:
+    """The centre ``size`` x ``size`` of an image (all of a smaller side)."""
     h, w = img.shape[:2]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return img[top : top + size, left : left + size]
@@ -74,12 +81,12 @@ def unblur_white(model: NoiseModel, clean: Sequence[np.ndarray], seed: int = 0) 
     """``model`` with its white fits' blurs corrected on the ``clean`` images, and a note saying
     by how much ("" and the model unchanged where it is not white or nothing could be read back)."""
     fits = model.fitted
-    if not fits or not clean or auto_level_range(fits) != WHITE_LEVEL_RANGE:
+    if not clean or not applies(model):
         return model, ""
     white = [f for f in fits if _is_white(f)]
     typical = NoiseModel(fitted=tuple(white)).typical_fit()
     assert typical is not None
-    crops = [_centre_crop(img, READBACK_CROP) for img in clean[:READBACK_IMAGES]]
+    crops = [centre_crop(img) for img in clean[:READBACK_IMAGES]]
     crops = [img[:, :, None].repeat(3, axis=2) if img.ndim == 2 else img[:, :, :3] for img in crops]
     blurs, readings = readback_curve(typical, crops, model.clip_share, seed)
     ok = np.isfinite(readings)

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from invrep_cli.blur_readback import READBACK_IMAGES, unblur_white
+from invrep_cli import blur_readback
 from invrep_cli.config import TrainConfig
 from invrep_cli.data import ImageEntry, parse_noise, read_image
 from invrep_cli.errors import DataError
@@ -35,14 +35,17 @@ def fit_folder(
 
 
 def read_some(
-    files: Sequence[Path], count: int, warn: Callable[[str], None], what: str
-) -> tuple[list[Path], list[np.ndarray]]:
-    """At most ``count`` of ``files``, evenly spaced, read (and their paths); unreadable ones are
-    skipped with a warning."""
+    files: Sequence[Path], count: int, warn: Callable[[str], None], what: str,
+    crop: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[list[Path], list[np.ndarray]]:  # fmt: skip
+    """At most ``count`` of ``files``, evenly spaced, read (and their paths), each cut by ``crop``
+    as soon as it is read (64 whole 24-megapixel photos in float32 would be 18 GB); unreadable
+    ones are skipped with a warning."""
     paths, images = [], []
     for path in evenly_spaced(files, count):
         try:
-            images.append(read_image(path))
+            image = read_image(path)
+            images.append(crop(image) if crop is not None else image)
             paths.append(path)
         except Exception as exc:  # scan_images read them once; a file may change since
             warn(f"{what}: skipping {path}: {exc}")
@@ -68,9 +71,10 @@ def build_noise_model(
             ) from None
         spread = tuple(cfg.noise_scale) if cfg.noise_scale is not None else auto_level_range(fitted.fitted)
         model = dataclasses.replace(fitted, level_range=spread, jpeg_fraction=cfg.jpeg_fraction)
-        if cfg.blur_readback and clean:
-            _, images = read_some([e.path for e in clean], READBACK_IMAGES, warn, "blur read-back")
-            model, note = unblur_white(model, images)
+        if cfg.blur_readback and clean and blur_readback.applies(model):
+            files, count = [e.path for e in clean], blur_readback.READBACK_IMAGES
+            _, crops = read_some(files, count, warn, "blur read-back", crop=blur_readback.centre_crop)
+            model, note = blur_readback.unblur_white(model, crops)
             if note:
                 model = dataclasses.replace(model, level_note="; ".join(filter(None, (model.level_note, note))))
     if cfg.noise_mix is not None:
