@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from invrep_cli.data import centre_crop
 from invrep_cli.noise import (
     BLUR_GRID,
     SHOT_MAX_BLUR,
@@ -52,11 +53,9 @@ def applies(model: NoiseModel) -> bool:
     return bool(model.fitted) and auto_level_range(model.fitted) == WHITE_LEVEL_RANGE
 
 
-def centre_crop(img: np.ndarray, size: int = READBACK_CROP) -> np.ndarray:
-    """The centre ``size`` x ``size`` of an image (all of a smaller side)."""
-    h, w = img.shape[:2]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[top : top + size, left : left + size]
+def readback_crop(img: np.ndarray) -> np.ndarray:
+    """What of a clean image the read-back draws onto: its centre READBACK_CROP square."""
+    return centre_crop(img, READBACK_CROP)
 
 
 def readback_curve(
@@ -86,7 +85,7 @@ def unblur_white(model: NoiseModel, clean: Sequence[np.ndarray], seed: int = 0) 
     white = [f for f in fits if _is_white(f)]
     typical = NoiseModel(fitted=tuple(white)).typical_fit()
     assert typical is not None
-    crops = [centre_crop(img) for img in clean[:READBACK_IMAGES]]
+    crops = [readback_crop(img) for img in clean[:READBACK_IMAGES]]
     crops = [img[:, :, None].repeat(3, axis=2) if img.ndim == 2 else img[:, :, :3] for img in crops]
     blurs, readings = readback_curve(typical, crops, model.clip_share, seed)
     ok = np.isfinite(readings)

@@ -74,6 +74,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The centre ``size`` x ``size`` of an image (all of a smaller side), its corner on the
+    16-px grid: a JPEG's 8 x 8 blocks (16 x 16 with chroma subsampling) stay where the noise
+    estimator's 16-px blocks expect them."""
+    h, w = img.shape[:2]
+    top, left = max(0, (h - size) // 32 * 16), max(0, (w - size) // 32 * 16)
+    return img[top : top + size, left : left + size]
+
+
 @dataclass(frozen=True)
 class ImageEntry:
     path: Path

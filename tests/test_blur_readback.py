@@ -76,3 +76,25 @@ def test_nothing_to_read_back_on_leaves_the_model() -> None:
     # clean images too small to fit, even pooled
     tiny = [photo(s, 0.01, size=32) for s in range(3)]
     assert unblur_white(model, tiny) == (model, "")
+
+
+def test_train_reads_a_large_noisy_image_on_its_centre_on_the_jpeg_grid(tmp_path, monkeypatch) -> None:
+    """200 whole camera photos in float32 would not fit in memory: the fit reads each one's centre
+    square, its corner on the 16-px grid that JPEG blocks lie on."""
+    from PIL import Image
+
+    from invrep_cli.data import centre_crop
+    from invrep_cli.training import noise_setup
+
+    img = np.arange(100 * 90 * 3, dtype=np.float32).reshape(100, 90, 3)
+    crop = centre_crop(img, 48)
+    assert crop.shape == (48, 48, 3)
+    assert crop[0, 0, 0] == img[16, 16, 0]  # (100 - 48) // 2 = 26 -> 16; (90 - 48) // 2 = 21 -> 16
+    assert centre_crop(img, 512) is not img and centre_crop(img, 512).shape == img.shape
+
+    seen = []
+    monkeypatch.setattr(noise_setup, "FIT_CROP", 64)
+    monkeypatch.setattr(noise_setup, "fit_noise_model", lambda images, **kw: seen.extend(i.shape for i in images))
+    Image.fromarray(np.zeros((100, 200, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    noise_setup.fit_folder([tmp_path / "a.png"], 10, False, "x", print)
+    assert seen == [(64, 64, 3)]

@@ -11,7 +11,7 @@ import numpy as np
 
 from invrep_cli import blur_readback
 from invrep_cli.config import TrainConfig
-from invrep_cli.data import ImageEntry, parse_noise, read_image
+from invrep_cli.data import ImageEntry, centre_crop, parse_noise, read_image
 from invrep_cli.errors import DataError
 from invrep_cli.noise import NoiseModel, auto_level_range, fit_noise_model, parse_mix
 
@@ -24,13 +24,20 @@ def evenly_spaced(entries: Sequence[T], count: int) -> list[T]:
     return [entries[int(i)] for i in picks]
 
 
+#: the noise fit reads at most the centre FIT_CROP x FIT_CROP of each noisy image: 200 whole
+#: 12-megapixel photos in float32 are 29 GB, and 1024 px hold 4,096 of the estimator's blocks (a
+#: 512-px image, the largest of every folder measured here, 1,024), so no measured fit changes
+FIT_CROP = 1024
+
+
 def fit_folder(
     files: Sequence[Path], count: int, match: bool, folder: str, warn: Callable[[str], None]
 ) -> NoiseModel:
     """The fit of a noisy folder as train makes it: per-image fits of at most ``count`` of its
-    ``files``, evenly spaced (JPEG levels matched with ``match``); ValueError when none has flat
-    areas to measure. benchmarks/noref_choice.py --folder-fit makes the same call."""
-    paths, images = read_some(files, count, warn, "noise model")
+    ``files``, evenly spaced, each read on its centre FIT_CROP square (JPEG levels matched with
+    ``match``); ValueError when none has flat areas to measure. benchmarks/noref_choice.py
+    --folder-fit makes the same call."""
+    paths, images = read_some(files, count, warn, "noise model", crop=lambda img: centre_crop(img, FIT_CROP))
     return fit_noise_model(images, source=f"{len(images)} images of {folder}", paths=paths, match=match)
 
 
@@ -73,7 +80,7 @@ def build_noise_model(
         model = dataclasses.replace(fitted, level_range=spread, jpeg_fraction=cfg.jpeg_fraction)
         if cfg.blur_readback and clean and blur_readback.applies(model):
             files, count = [e.path for e in clean], blur_readback.READBACK_IMAGES
-            _, crops = read_some(files, count, warn, "blur read-back", crop=blur_readback.centre_crop)
+            _, crops = read_some(files, count, warn, "blur read-back", crop=blur_readback.readback_crop)
             model, note = blur_readback.unblur_white(model, crops)
             if note:
                 model = dataclasses.replace(model, level_note="; ".join(filter(None, (model.level_note, note))))
