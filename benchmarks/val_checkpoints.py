@@ -20,14 +20,8 @@ import torch
 from PIL import Image
 
 from invrep_cli.checkpoint import load_restorer
-from invrep_cli.data import list_images, read_image, split_halves
+from invrep_cli.data import centre_crop, list_images, read_image, split_halves
 from invrep_cli.synthetic import add_noise, image_metrics, noise_seed, to_uint8
-
-
-def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[top : top + size, left : left + size]
 
 
 def main() -> None:

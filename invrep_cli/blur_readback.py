@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from invrep_cli.data import centre_crop
+from invrep_cli.data import JPEG_GRID, centre_crop
 from invrep_cli.noise import (
     BLUR_GRID,
     SHOT_MAX_BLUR,
@@ -32,19 +32,16 @@ from invrep_cli.noise import (
     NoiseModel,
     auto_level_range,
     fit_images,
+    is_white,
 )
 
 #: clean images the typical fit is drawn onto, and the largest side of the centre crop of each
 #: (texture is what matters, not the whole of a large photo: 64 crops of 256 px hold 16,384
-#: blocks; on 64 CBSD432 photos whole, the read-back took 2 minutes on a busy 2-core machine)
+#: blocks; benchmarks/readback_time.py: 7.5 s on 64 CBSD432 photos' crops, 15.7 s on them whole)
 READBACK_IMAGES = 64
 READBACK_CROP = 256
 #: the blurs drawn: the calibration's grid up to a little past the white cut
 READBACK_BLURS = tuple(b for b in BLUR_GRID if b <= SHOT_MAX_BLUR + 0.2 + 1e-9)
-
-
-def _is_white(fit: ImageNoise) -> bool:
-    return fit.blur <= SHOT_MAX_BLUR and not fit.jpeg_quality
 
 
 def applies(model: NoiseModel) -> bool:
@@ -55,7 +52,7 @@ def applies(model: NoiseModel) -> bool:
 
 def readback_crop(img: np.ndarray) -> np.ndarray:
     """What of a clean image the read-back draws onto: its centre READBACK_CROP square."""
-    return centre_crop(img, READBACK_CROP)
+    return centre_crop(img, READBACK_CROP, JPEG_GRID)
 
 
 def readback_curve(
@@ -77,17 +74,16 @@ def readback_curve(
 
 
 def unblur_white(model: NoiseModel, clean: Sequence[np.ndarray], seed: int = 0) -> tuple[NoiseModel, str]:
-    """``model`` with its white fits' blurs corrected on the ``clean`` images, and a note saying
-    by how much ("" and the model unchanged where it is not white or nothing could be read back)."""
+    """``model`` with its white fits' blurs corrected on the ``clean`` images (H x W x 3 in [0, 1],
+    as train reads them: at most READBACK_IMAGES, each ``readback_crop``'d), and a note saying by
+    how much ("" and the model unchanged where it is not white or nothing could be read back)."""
     fits = model.fitted
     if not clean or not applies(model):
         return model, ""
-    white = [f for f in fits if _is_white(f)]
+    white = [f for f in fits if is_white(f)]
     typical = NoiseModel(fitted=tuple(white)).typical_fit()
     assert typical is not None
-    crops = [readback_crop(img) for img in clean[:READBACK_IMAGES]]
-    crops = [img[:, :, None].repeat(3, axis=2) if img.ndim == 2 else img[:, :, :3] for img in crops]
-    blurs, readings = readback_curve(typical, crops, model.clip_share, seed)
+    blurs, readings = readback_curve(typical, clean, model.clip_share, seed)
     ok = np.isfinite(readings)
     if ok.sum() < 2:
         return model, ""
@@ -102,9 +98,9 @@ def unblur_white(model: NoiseModel, clean: Sequence[np.ndarray], seed: int = 0) 
     # on the white testbed's one white noise); the inverse of the median reading
     before = float(np.median([f.blur for f in white]))
     after = float(np.interp(before, curve, grid))
-    new = tuple(dataclasses.replace(f, blur=after) if _is_white(f) else f for f in fits)
+    new = tuple(dataclasses.replace(f, blur=after) if is_white(f) else f for f in fits)
     note = (
-        f"white blur read back on {len(crops)} clean images: {before:.2f} -> {after:.2f} px "
+        f"white blur read back on {len(clean)} clean images: {before:.2f} -> {after:.2f} px "
         f"(median; blur 0 drawn reads {curve[0]:.2f})"
     )
     return dataclasses.replace(model, fitted=new), note

@@ -74,13 +74,17 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    """The centre ``size`` x ``size`` of an image (all of a smaller side), its corner on the
-    16-px grid: a JPEG's 8 x 8 blocks (16 x 16 with chroma subsampling) stay where the noise
-    estimator's 16-px blocks expect them."""
+#: a JPEG's blocks are 8 x 8 (16 x 16 with chroma subsampling): a crop whose corner lies on this grid
+#: keeps them where the noise estimator's 16-px blocks expect them
+JPEG_GRID = 16
+
+
+def centre_crop(img: np.ndarray, size: int, grid: int = 1) -> np.ndarray:
+    """The centre ``size`` x ``size`` of an image (all of a smaller side), its corner moved back onto
+    a multiple of ``grid``, as a copy: a view would keep the whole image's memory alive."""
     h, w = img.shape[:2]
-    top, left = max(0, (h - size) // 32 * 16), max(0, (w - size) // 32 * 16)
-    return img[top : top + size, left : left + size]
+    top, left = ((h - min(size, h)) // 2) // grid * grid, ((w - min(size, w)) // 2) // grid * grid
+    return img[top : top + size, left : left + size].copy()
 
 
 @dataclass(frozen=True)

@@ -669,7 +669,7 @@ def _ratio_at(blur: float) -> float:
     return float(np.interp(blur, grid, ratios))
 
 
-def _column_offsets(img: np.ndarray, heavy: bool = False) -> tuple[np.ndarray, float]:
+def _column_offsets(img: np.ndarray, heavy: bool = False, step: float = 1 / 255) -> tuple[np.ndarray, float]:
     """Each column's offset from its neighbours in an H x W x C image, and the offsets' std with the
     white noise's share taken out (0-1 scale).
 
@@ -685,7 +685,8 @@ def _column_offsets(img: np.ndarray, heavy: bool = False) -> tuple[np.ndarray, f
     ground under a bright sky every row's offset differs, read as banding (46 of 171 fits at std
     75; README, Round HEAVY-BAND). A pixel less one neighbour of the same intensity is symmetric
     whatever the skew. Its chance spread is PAIRWISE_SPREAD times the plain offsets', and the
-    white share the test compares with is scaled to match."""
+    white share the test compares with is scaled to match. ``step``: the file's quantum, as for
+    ``_blocks``' clipping."""
     gray = img.mean(axis=2, dtype=np.float64)
     h, w = gray.shape
     k = BAND_REACH
@@ -695,7 +696,7 @@ def _column_offsets(img: np.ndarray, heavy: bool = False) -> tuple[np.ndarray, f
     window = sum(padded[:, k + d : k + d + w] for d in range(-k, k + 1) if d)
     diff = gray - window / (2 * k)
     if heavy:
-        offsets = _pairwise_offsets(img, gray, k)
+        offsets = _pairwise_offsets(img, gray, padded, step)
     else:
         offsets = np.median(diff, axis=0)
     spread = 1.4826 * np.median(np.abs(offsets - np.median(offsets)))
@@ -717,13 +718,12 @@ def _column_offsets(img: np.ndarray, heavy: bool = False) -> tuple[np.ndarray, f
     return offsets - np.median(offsets), math.sqrt(excess / (1 + 1 / (2 * k)))
 
 
-def _pairwise_offsets(img: np.ndarray, gray: np.ndarray, k: int) -> np.ndarray:
-    """Each column's offset from its k neighbours on each side: the mean over them of the median,
-    down the column, of the pixel less that neighbour, both unclipped (``_column_offsets``)."""
-    w = gray.shape[1]
-    half = 0.5 / 255
-    ok = np.all((img > half) & (img < 1 - half), axis=2)
-    padded = np.pad(gray, ((0, 0), (k, k)), mode="reflect")
+def _pairwise_offsets(img: np.ndarray, gray: np.ndarray, padded: np.ndarray, step: float) -> np.ndarray:
+    """Each column's offset from its BAND_REACH neighbours on each side (``padded``: ``gray`` padded
+    by them): the mean over them of the median, down the column, of the pixel less that neighbour,
+    both unclipped (no channel within half a ``step`` of 0 or 1; ``_column_offsets``)."""
+    k, w = BAND_REACH, gray.shape[1]
+    ok = np.all((img > 0.5 * step) & (img < 1 - 0.5 * step), axis=2)
     padded_ok = np.pad(ok, ((0, 0), (k, k)), mode="reflect")
     medians = []
     for d in range(-k, k + 1):
@@ -736,14 +736,14 @@ def _pairwise_offsets(img: np.ndarray, gray: np.ndarray, k: int) -> np.ndarray:
     return np.mean(medians, axis=0)
 
 
-def debanded(img: np.ndarray, heavy: bool = False) -> tuple[np.ndarray, float, float]:
+def debanded(img: np.ndarray, heavy: bool = False, step: float = 1 / 255) -> tuple[np.ndarray, float, float]:
     """An H x W x C image in [0, 1] with its column and row banding taken out, and the column and
-    row offsets' std (0 where under BAND_MIN, and then nothing is taken out); ``heavy``: see
-    ``_column_offsets``."""
+    row offsets' std (0 where under BAND_MIN, and then nothing is taken out); ``heavy`` and
+    ``step``: see ``_column_offsets``."""
     stds = []
     for axis in (1, 0):  # columns, then rows (on the transpose)
         view = img if axis == 1 else img.transpose(1, 0, 2)
-        offsets, std = _column_offsets(view, heavy)
+        offsets, std = _column_offsets(view, heavy, step)
         if std < BAND_MIN:
             stds.append(0.0)
             continue
@@ -792,7 +792,7 @@ def fit_images(
     for k, img in enumerate(images):
         img = img[:, :, None] if img.ndim == 2 else img
         step = _quantum(img)  # before debanding moves the pixels off the file's levels
-        img, column_std, row_std = debanded(img, heavy=clip_share > 0) if banding else (img, 0.0, 0.0)
+        img, column_std, row_std = debanded(img, clip_share > 0, step) if banding else (img, 0.0, 0.0)
         bands.append((column_std, row_std))
         blocks = _blocks(img, step, clip_share)
         fits.append(_fit_blocks(blocks))
@@ -981,10 +981,15 @@ def fit_each(
     return fits, pooled, factors
 
 
+def is_white(fit: ImageNoise) -> bool:
+    """Whether a fit is white noise: blur at most SHOT_MAX_BLUR (the photon test's cut), not a JPEG."""
+    return fit.blur <= SHOT_MAX_BLUR and not fit.jpeg_quality
+
+
 def auto_level_range(fits: Sequence[ImageNoise]) -> tuple[float, float]:
-    """The level spread for a folder's fits: WHITE_LEVEL_RANGE where most are white (blur at most
-    SHOT_MAX_BLUR, the same cut as the photon test's) and not JPEG, else BLURRED_LEVEL_RANGE."""
-    white = sum(f.blur <= SHOT_MAX_BLUR and not f.jpeg_quality for f in fits)
+    """The level spread for a folder's fits: WHITE_LEVEL_RANGE where most are white (``is_white``),
+    else BLURRED_LEVEL_RANGE."""
+    white = sum(is_white(f) for f in fits)
     return WHITE_LEVEL_RANGE if 2 * white > len(fits) else BLURRED_LEVEL_RANGE
 
 

@@ -83,14 +83,15 @@ def test_train_reads_a_large_noisy_image_on_its_centre_on_the_jpeg_grid(tmp_path
     square, its corner on the 16-px grid that JPEG blocks lie on."""
     from PIL import Image
 
-    from invrep_cli.data import centre_crop
+    from invrep_cli.data import JPEG_GRID, centre_crop
     from invrep_cli.training import noise_setup
 
     img = np.arange(100 * 90 * 3, dtype=np.float32).reshape(100, 90, 3)
-    crop = centre_crop(img, 48)
+    crop = centre_crop(img, 48, grid=JPEG_GRID)
     assert crop.shape == (48, 48, 3)
     assert crop[0, 0, 0] == img[16, 16, 0]  # (100 - 48) // 2 = 26 -> 16; (90 - 48) // 2 = 21 -> 16
     assert centre_crop(img, 512) is not img and centre_crop(img, 512).shape == img.shape
+    assert centre_crop(img, 48)[0, 0, 0] == img[26, 21, 0]  # grid 1: the exact centre, as the report crops
 
     seen = []
     monkeypatch.setattr(noise_setup, "FIT_CROP", 64)

@@ -11,7 +11,7 @@ import numpy as np
 
 from invrep_cli import blur_readback
 from invrep_cli.config import TrainConfig
-from invrep_cli.data import ImageEntry, centre_crop, parse_noise, read_image
+from invrep_cli.data import JPEG_GRID, ImageEntry, centre_crop, parse_noise, read_image
 from invrep_cli.errors import DataError
 from invrep_cli.noise import NoiseModel, auto_level_range, fit_noise_model, parse_mix
 
@@ -37,7 +37,7 @@ def fit_folder(
     ``files``, evenly spaced, each read on its centre FIT_CROP square (JPEG levels matched with
     ``match``); ValueError when none has flat areas to measure. benchmarks/noref_choice.py
     --folder-fit makes the same call."""
-    paths, images = read_some(files, count, warn, "noise model", crop=lambda img: centre_crop(img, FIT_CROP))
+    paths, images = read_some(files, count, warn, "noise model", crop=lambda img: centre_crop(img, FIT_CROP, JPEG_GRID))
     return fit_noise_model(images, source=f"{len(images)} images of {folder}", paths=paths, match=match)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from invrep_cli.data import centre_crop
 from invrep_cli.models import Restorer
 from invrep_cli.noise import ImageNoise
 from invrep_cli.training.criterion import NoisyImage, estimated_psnr, prepare
@@ -45,13 +46,6 @@ class RunReport:
             "folder_fit_images": self.folder_fit_images,
             "criterion": "SURE under the noise fitted to each image (no reference; ranks restorers)",
         }
-
-
-def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    ch, cw = min(size, h), min(size, w)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return np.ascontiguousarray(img[top : top + ch, left : left + cw])
 
 
 def _runner(restorer: Restorer, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
