@@ -240,6 +240,9 @@ class TrainConfig:
     teacher: str | None = None
     #: share of each stage-1 batch taken from the noisy folder with the teacher's output as target
     teacher_share: float = 0.0
+    #: with no --teacher, a colour camera folder's run that starts from a bundled model is taught by
+    #: that start on ``camera_teacher.CAMERA_TEACHER_SHARE`` of each batch (``training/camera_teacher.py``)
+    camera_teacher: bool = True
     #: the teacher's targets are the mean over this many orientations of each crop (restore's
     #: --self-ensemble: 1, 2, 4 or 8), closer to the clean image than one pass
     teacher_ensemble: int = 1

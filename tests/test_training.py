@@ -801,3 +801,66 @@ def test_a_stage_1_checkpoint_resumed_in_another_folder_keeps_stage_1s_restorer(
     assert kept.keys() == original.keys()
     assert all(torch.equal(kept[k], original[k]) for k in kept)
     assert torch.load(tried / "last.pt", weights_only=True)["step"] == 2
+
+
+def _fit(blur: float, corr: float, jpeg: int = 0) -> ImageNoise:
+    return ImageNoise(gain=(1e-4,) * 3, floor=(1e-5,) * 3, blur=blur, jpeg_quality=jpeg,
+                      channel_corr=((1, corr, corr), (corr, 1, corr), (corr, corr, 1)))  # fmt: skip
+
+
+def test_camera_folders_are_colour_and_not_white() -> None:
+    """--camera-teacher's test: colour fits that are blurred or JPEG'd; not gray ones, white ones or specs."""
+    from invrep_cli.training.camera_teacher import choose_camera_teacher, is_camera_folder
+
+    jpeg, blurred = NoiseModel(fitted=(_fit(0.5, 0.9, jpeg=75),) * 3), NoiseModel(fitted=(_fit(0.9, 0.6),) * 3)
+    assert is_camera_folder(jpeg) and is_camera_folder(blurred)
+    assert not is_camera_folder(NoiseModel(fitted=(_fit(0.9, 1.0),) * 3))  # gray: a microscope's grain
+    assert not is_camera_folder(NoiseModel(fitted=(_fit(0.3, 0.2),) * 3))  # white
+    assert not is_camera_folder(NoiseModel(spec=parse_noise("gaussian:25")))
+    assert not is_camera_folder(None)
+    assert choose_camera_teacher(jpeg, "start.safetensors", bundled_start=True)[0] == "start.safetensors"
+    assert choose_camera_teacher(jpeg, "start.safetensors", bundled_start=False)[0] is None  # a user's file
+    assert choose_camera_teacher(jpeg, None, bundled_start=True)[0] is None  # random weights
+
+
+def test_a_camera_folder_run_is_taught_by_its_bundled_start(
+    tmp_path: Path, clean_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JPEG'd colour folder started from a bundled model (auto) learns from it on real crops: the
+    start event names it, the checkpoint keeps it, a resume goes on with it without repeating it;
+    --no-camera-teacher gets none, and a resume may not turn it off."""
+    from invrep_cli.checkpoint import save_restorer
+    from invrep_cli.models import build_restorer
+    from invrep_cli.training import loop
+
+    config = model_preset("lir-lite-unet", width=4, disc_width=4, n_res_blocks=1, disc_scales=2)
+    start_file = str(save_restorer(build_restorer(config), tmp_path / "bundled.safetensors"))
+    # the bundled models are full-size: a tiny one stands in as what auto picked
+    monkeypatch.setattr(loop, "choose_init_weights", lambda *a: (start_file, "bundled tiny (stand-in)"))
+    _noisy_photos(tmp_path / "noisy", 2, sigma=0.03, suffix=".jpg")
+    common = ["--noisy", str(tmp_path / "noisy"), "--clean", str(clean_dir), "--config", "lir-lite-unet",
+              "--width", "4", "--res-blocks", "1", "--disc-scales", "2", "--warmup-steps", "2",
+              "--batch-size", "4", "--crop-size", "32", "--workers", "0", "--device", "cpu",
+              "--report-images", "0", "--w-semantic", "0", "--quiet"]  # fmt: skip
+
+    def start_event(out: Path, kind: str = "start") -> dict[str, Any]:
+        lines = (out / "log.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines if f'"event": "{kind}"' in line][-1]
+
+    out = tmp_path / "run"
+    first = runner.invoke(app, ["train", "--out", str(out), "--steps", "2", *common])
+    assert first.exit_code == 0, first.output
+    teacher = start_event(out)["teacher"]
+    assert teacher.startswith(f"{start_file} on 0.25 of each stage-1 batch: its start teaches"), teacher
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["teacher_used"]["path"] == start_file
+    assert ckpt["train_config"]["teacher"] is None  # the options as given, so a resume repeats them
+    resumed = runner.invoke(app, ["train", "--out", str(out), "--steps", "3", "--resume", *common])  # one LIR step
+    assert resumed.exit_code == 0, resumed.output
+    assert start_event(out, "resume")["teacher"] == teacher
+    untaught = tmp_path / "untaught"
+    off = runner.invoke(app, ["train", "--out", str(untaught), "--steps", "2", "--no-camera-teacher", *common])
+    assert off.exit_code == 0 and start_event(untaught)["teacher"] is None
+    changed = runner.invoke(app, ["train", "--out", str(out), "--steps", "3", "--resume", "--no-camera-teacher",
+                                  *common])  # fmt: skip
+    assert changed.exit_code == 2 and "--camera-teacher" in " ".join(changed.output.split())

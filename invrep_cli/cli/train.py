@@ -277,6 +277,15 @@ def train_command(
         float,
         _opt("--teacher-share", help="Share of each stage-1 batch taught by --teacher (0-1, below 1).", panel=_DATA),
     ] = _TC["teacher_share"],
+    camera_teacher: Annotated[
+        bool,
+        _opt(
+            "--camera-teacher/--no-camera-teacher",
+            help="With no --teacher: a colour camera folder (noise fitted blurred or JPEG'd) whose run starts from "
+            "a bundled model is taught by that model on real noisy crops, a quarter of each stage-1 batch.",
+            panel=_DATA,
+        ),
+    ] = _TC["camera_teacher"],
     teacher_ensemble: Annotated[
         int,
         _opt(

@@ -27,6 +27,7 @@ from invrep_cli.errors import UsageError
 from invrep_cli.models.restorer import Restorer, conditioned_state
 from invrep_cli.noise import NoiseModel
 from invrep_cli.training.budget import format_duration, stage1_steps_for_budget
+from invrep_cli.training.camera_teacher import CAMERA_TEACHER_SHARE, choose_camera_teacher
 from invrep_cli.training.init_weights import choose_init_weights
 from invrep_cli.training.model import LIRModel
 from invrep_cli.training.noise_setup import build_noise_model, evenly_spaced
@@ -199,6 +200,24 @@ class Trainer:
             if path is not None:
                 restorer, _ = load_restorer(path)
                 init_state, self.init_path = _start_state(restorer, model_config), path
+        # the teacher the run learns from: --teacher, else on a camera folder its bundled start
+        # (--camera-teacher), else none; a resumed run keeps the one it started with
+        self.run_teacher = (cfg.teacher, cfg.teacher_share)  # the options, as the checkpoint keeps them
+        self.teacher_reason = ""
+        used = (ckpt or {}).get("teacher_used")
+        if used is not None and cfg.teacher is None and used.get("path"):
+            teacher = load_restorer(used["path"])[0]
+            cfg = copy.copy(cfg)  # set on a copy, as the step plan is below
+            cfg.teacher, cfg.teacher_share = used["path"], float(used["share"])
+            self.teacher_reason = str(used.get("reason", ""))
+        elif ckpt is None and cfg.teacher is None and cfg.camera_teacher and warmup > 0:
+            bundled = cfg.init_weights == INIT_AUTO
+            path, self.teacher_reason = choose_camera_teacher(noise_model, self.init_path, bundled)
+            if path is not None:
+                teacher = load_restorer(path)[0]
+                cfg = copy.copy(cfg)
+                cfg.teacher, cfg.teacher_share = path, CAMERA_TEACHER_SHARE
+        self.cfg = cfg
         lir_left = (cfg.lir_steps or 0) if budgeted and ckpt is None else total - warmup
         if ckpt is not None:
             lir_left = total - max(int(ckpt["step"]), warmup)
@@ -266,7 +285,8 @@ class Trainer:
     def _teacher_note(self) -> str:
         cfg = self.cfg
         ensemble = f", mean of {cfg.teacher_ensemble} orientations" if cfg.teacher_ensemble > 1 else ""
-        return f"{cfg.teacher} on {cfg.teacher_share:g} of each stage-1 batch{ensemble}"
+        reason = f": {self.teacher_reason}" if self.teacher_reason else ""
+        return f"{cfg.teacher} on {cfg.teacher_share:g} of each stage-1 batch{ensemble}{reason}"
 
     def _resumed_total(self, ckpt: dict[str, Any], warmup: int) -> int:
         """A resumed run's total: --steps, else its stage 1 plus --lir-steps, else the run's own
@@ -378,6 +398,7 @@ class Trainer:
         cfg_dict = dataclasses.asdict(self.cfg)
         cfg_dict["model"] = model.config.to_dict()
         cfg_dict["init_weights"] = self.run_init_weights
+        cfg_dict["teacher"], cfg_dict["teacher_share"] = self.run_teacher  # as given: a resume repeats them
         cfg_dict["betas"] = list(cfg_dict["betas"])
         return {
             "format": TRAIN_CHECKPOINT_FORMAT,
@@ -392,6 +413,9 @@ class Trainer:
             "noise_model": model.noise_model.to_dict() if model.noise_model else None,
             "init_weights_used": self.init_note,
             "init_weights_path": self.init_path,
+            "teacher_used": {"path": self.cfg.teacher, "share": self.cfg.teacher_share, "reason": self.teacher_reason}
+            if self.model.teacher is not None
+            else None,
         }
 
     def save_checkpoint(self) -> None:

@@ -1,0 +1,48 @@
+"""A teacher for camera folders when the user names none (``--camera-teacher``, on by default).
+
+A camera's noise, demosaiced and often JPEG'd, is not what the fitted model draws: on held photos
+with the *fitted* camera noise the tool's rankings of camera models came out reversed against real
+noisy photos (README, "Two ways to rank files for real camera noise"). Stage 1 learns only from the
+fitted noise, so a run that starts from the bundled default, which was taught on real camera crops,
+drifts away from what it did on real noise: the default recipe on PolyU's 100 noisy photos lost
+0.42 dB on CC15 and 0.09 dB on PolyU's own pairs against its start (README, Round CAM-DEFAULT).
+With a quarter of each batch real noisy crops of the folder, the start's own outputs on them as
+targets, stage 1 forgets less of it: +0.19 dB on CC15 and +0.05 on PolyU's pairs over the untaught
+run, chosen by the no-reference score, though still 0.23 and 0.04 dB below the start (Round
+CAM-TEACH; the bundled camera model as the teacher scored lower without a reference).
+
+Only colour folders whose fits are not white (blurred or JPEG: what ``auto_level_range`` gives the
+wide spread) get one, and only when the run starts from a bundled model: a gray folder of blurred
+noise (a microscope's, the correlated testbed) gained most by leaving the bundled model behind, and
+a run from random weights has no teacher worth copying.
+"""
+
+from __future__ import annotations
+
+from invrep_cli.noise import BLURRED_LEVEL_RANGE, ImageNoise, NoiseModel, auto_level_range
+
+#: share of each stage-1 batch of real noisy crops taught by the start (run T25's share)
+CAMERA_TEACHER_SHARE = 0.25
+
+
+def is_camera_folder(noise: NoiseModel | None) -> bool:
+    """Whether a run's noise reads as a colour camera's: fitted (not a --synthetic spec), most fits
+    in colour, and not white by ``auto_level_range`` (most fits blurred or JPEG'd)."""
+    if noise is None or noise.spec is not None or not noise.fitted:
+        return False
+    colour = sum(_colour(f) for f in noise.fitted)
+    return 2 * colour > len(noise.fitted) and auto_level_range(noise.fitted) == BLURRED_LEVEL_RANGE
+
+
+def _colour(fit: ImageNoise) -> bool:
+    """A fit of colour noise: its channels not all one (a gray file's fit correlates them at 1)."""
+    corr = fit.channel_corr
+    return any(corr[i][j] < 0.999 for i in range(len(corr)) for j in range(len(corr)) if i != j)
+
+
+def choose_camera_teacher(noise: NoiseModel | None, start: str | None, bundled_start: bool) -> tuple[str | None, str]:
+    """(the teacher's file or None, the reason in words) for a run that names no --teacher:
+    ``start`` (the file E_X and G_Y start from) teaches a camera folder when it is a bundled model."""
+    if start is None or not bundled_start or not is_camera_folder(noise):
+        return None, ""
+    return start, "its start teaches real noisy crops (camera folder; --no-camera-teacher turns it off)"
