@@ -214,7 +214,8 @@ class Trainer:
             bundled = cfg.init_weights == INIT_AUTO
             path, self.teacher_reason = choose_camera_teacher(noise_model, self.init_path, bundled)
             if path is not None:
-                teacher = load_restorer(path)[0]
+                with torch.random.fork_rng(devices=[]):  # building it draws weights: leave the run's stream
+                    teacher = load_restorer(path)[0]
                 cfg = copy.copy(cfg)
                 cfg.teacher, cfg.teacher_share = path, CAMERA_TEACHER_SHARE
         self.cfg = cfg
