@@ -9,7 +9,7 @@ folder has too: the folder's typical fit is drawn at a grid of blurs onto clean 
 back with the same estimator, and the folder's white fits all get the blur whose read-back equals
 their median reading (README, Round BLUR-READBACK: +0.068 and +0.113 dB on those two testbeds).
 
-Only white folders are corrected (``auto_level_range`` calls them so: most fits read at most
+Only white folders are corrected (``white_folder``, as ``auto_level_range`` reads them: most fits read at most
 SHOT_MAX_BLUR and none of those are JPEGs), and in them only the white non-JPEG fits. Camera noise
 (demosaiced, often JPEG'd) reads blurred; the read-back was not measured there, so it is left as
 the estimator reads it.
@@ -27,12 +27,11 @@ from invrep_cli.data import JPEG_GRID, centre_crop
 from invrep_cli.noise import (
     BLUR_GRID,
     SHOT_MAX_BLUR,
-    WHITE_LEVEL_RANGE,
     ImageNoise,
     NoiseModel,
-    auto_level_range,
     fit_images,
     is_white,
+    white_folder,
 )
 
 #: clean images the typical fit is drawn onto, and the largest side of the centre crop of each
@@ -45,9 +44,9 @@ READBACK_BLURS = tuple(b for b in BLUR_GRID if b <= SHOT_MAX_BLUR + 0.2 + 1e-9)
 
 
 def applies(model: NoiseModel) -> bool:
-    """Whether ``unblur_white`` would correct ``model``: fitted, and white by ``auto_level_range``
-    (train reads no clean image otherwise)."""
-    return bool(model.fitted) and auto_level_range(model.fitted) == WHITE_LEVEL_RANGE
+    """Whether ``unblur_white`` would correct ``model``: fitted, and a ``white_folder`` (the folder
+    ``auto_level_range`` gives the narrow spread; train reads no clean image otherwise)."""
+    return bool(model.fitted) and white_folder(model.fitted)
 
 
 def readback_crop(img: np.ndarray) -> np.ndarray:

@@ -986,11 +986,21 @@ def is_white(fit: ImageNoise) -> bool:
     return fit.blur <= SHOT_MAX_BLUR and not fit.jpeg_quality
 
 
+def is_gray(fit: ImageNoise) -> bool:
+    """Whether a fit is a gray file's: one noise in all channels (GRAY_CORR; ``sample_fitted``
+    draws such a fit gray by the same test)."""
+    return all(v == 1.0 for row in fit.channel_corr for v in row)
+
+
+def white_folder(fits: Sequence[ImageNoise]) -> bool:
+    """Whether a folder's fits are white noise: most of them ``is_white``."""
+    return 2 * sum(is_white(f) for f in fits) > len(fits)
+
+
 def auto_level_range(fits: Sequence[ImageNoise]) -> tuple[float, float]:
-    """The level spread for a folder's fits: WHITE_LEVEL_RANGE where most are white (``is_white``),
-    else BLURRED_LEVEL_RANGE."""
-    white = sum(is_white(f) for f in fits)
-    return WHITE_LEVEL_RANGE if 2 * white > len(fits) else BLURRED_LEVEL_RANGE
+    """The level spread for a folder's fits: WHITE_LEVEL_RANGE for a ``white_folder``, else
+    BLURRED_LEVEL_RANGE."""
+    return WHITE_LEVEL_RANGE if white_folder(fits) else BLURRED_LEVEL_RANGE
 
 
 def fit_noise_model(

@@ -203,21 +203,18 @@ class Trainer:
         # the teacher the run learns from: --teacher, else on a camera folder its bundled start
         # (--camera-teacher), else none; a resumed run keeps the one it started with
         self.run_teacher = (cfg.teacher, cfg.teacher_share)  # the options, as the checkpoint keeps them
-        self.teacher_reason = ""
+        path, share, self.teacher_reason = None, CAMERA_TEACHER_SHARE, ""
         used = (ckpt or {}).get("teacher_used")
-        if used is not None and cfg.teacher is None and used.get("path"):
-            teacher = load_restorer(used["path"])[0]
-            cfg = copy.copy(cfg)  # set on a copy, as the step plan is below
-            cfg.teacher, cfg.teacher_share = used["path"], float(used["share"])
-            self.teacher_reason = str(used.get("reason", ""))
+        if used and cfg.teacher is None:
+            path, share, self.teacher_reason = used["path"], float(used["share"]), str(used.get("reason", ""))
         elif ckpt is None and cfg.teacher is None and cfg.camera_teacher and warmup > 0:
             bundled = cfg.init_weights == INIT_AUTO
             path, self.teacher_reason = choose_camera_teacher(noise_model, self.init_path, bundled)
-            if path is not None:
-                with torch.random.fork_rng(devices=[]):  # building it draws weights: leave the run's stream
-                    teacher = load_restorer(path)[0]
-                cfg = copy.copy(cfg)
-                cfg.teacher, cfg.teacher_share = path, CAMERA_TEACHER_SHARE
+        if path is not None:
+            with torch.random.fork_rng(devices=[]):  # building it draws weights: leave the run's stream
+                teacher = load_restorer(path)[0]
+            cfg = copy.copy(cfg)  # set on a copy, as the step plan is below
+            cfg.teacher, cfg.teacher_share = path, share
         self.cfg = cfg
         lir_left = (cfg.lir_steps or 0) if budgeted and ckpt is None else total - warmup
         if ckpt is not None:
