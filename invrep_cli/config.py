@@ -145,6 +145,8 @@ class LossWeights:
 #: issue 20 (lir-lite-unet from the bundled model, 1,200 stage-1 steps at batch 16: 8 minutes on
 #: two CPU cores, +0.65 dB over the bundled default on a microscope it had never seen)
 DEFAULT_STAGE1_STEPS = 1200
+#: stage 1's peak learning rate when --warmup-lr is not given (but see ``camera_teacher``)
+DEFAULT_WARMUP_LR = 1e-3
 #: --gx-residual: what the gate multiplies (``objectives.NoiseModelGX``)
 GX_RESIDUALS = ("image", "difference", "noise-code")
 #: ``init_weights`` values that are not paths: the bundled model chosen by the noise, or from scratch
@@ -206,8 +208,10 @@ class TrainConfig:
     #: (unless --steps or --warmup-steps gives them). On --resume the run's own budget continues to
     #: the steps it planned; another budget sizes what is left of the stage the run is in
     time_budget: float | None = None
-    #: stage 1's peak learning rate (Adam, cosine decay to 1 % of it over the stage)
-    warmup_lr: float = 1e-3
+    #: stage 1's peak learning rate (Adam, cosine decay to 1 % of it over the stage). None (the
+    #: default): ``DEFAULT_WARMUP_LR``, or ``camera_teacher.CAMERA_WARMUP_LR`` for a camera folder
+    #: taught by its bundled start (a resumed run keeps its own)
+    warmup_lr: float | None = None
     #: at most this many images of the --noisy folder are used to fit the noise model
     noise_fit_images: int = 200
     #: fitted noise models: each crop's noise std is the fit's times a factor drawn log-uniformly
@@ -334,7 +338,8 @@ class TrainConfig:
             ("--gx-gate-ramp", self.gx_gate_ramp, 0),
         ):
             need(value is None or value >= low, f"{name} must be >= {low}, got {value}")
-        need(self.lr > 0 and self.repr_lr > 0 and self.warmup_lr > 0, "learning rates must be positive")
+        need(self.lr > 0 and self.repr_lr > 0 and (self.warmup_lr is None or self.warmup_lr > 0),
+             "learning rates must be positive")
         if self.noise_scale is not None:
             low, high = self.noise_scale
             need(0 < low <= high, f"--noise-scale must be LOW-HIGH with 0 < LOW <= HIGH, got {low:g}-{high:g}")
@@ -394,6 +399,11 @@ class TrainConfig:
         """Whether ``time_budget`` decides the step count: only when neither --steps nor
         --warmup-steps gives it (a count given wins over the budget)."""
         return self.time_budget is not None and self.steps is None and self.warmup_steps is None
+
+    def stage1_lr(self) -> float:
+        """Stage 1's peak learning rate: --warmup-lr, else the default (``train`` sets the camera
+        folder's on its copy of the config before the networks are built)."""
+        return DEFAULT_WARMUP_LR if self.warmup_lr is None else self.warmup_lr
 
     def resolve_steps(self, stage1_default: int = DEFAULT_STAGE1_STEPS) -> tuple[int, int]:
         """(total steps, stage-1 steps) from what was given; ``stage1_default`` stands in for an

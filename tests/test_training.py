@@ -826,12 +826,15 @@ def test_camera_folders_are_colour_and_not_white() -> None:
 def test_a_camera_folder_run_is_taught_by_its_bundled_start(
     tmp_path: Path, clean_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A JPEG'd colour folder started from a bundled model (auto) learns from it on real crops: the
-    start event names it, the checkpoint keeps it, a resume goes on with it without repeating it;
-    --no-camera-teacher gets none, and a resume may not turn it off."""
+    """A JPEG'd colour folder started from a bundled model (auto) learns from it on real crops, at
+    the camera folder's gentler stage-1 rate: the start event names both, the checkpoint keeps
+    them, a resume goes on with them without repeating them; --no-camera-teacher gets none (and the
+    default rate), a rate given wins, and a resume may not turn the teacher off."""
     from invrep_cli.checkpoint import save_restorer
+    from invrep_cli.config import DEFAULT_WARMUP_LR
     from invrep_cli.models import build_restorer
     from invrep_cli.training import loop
+    from invrep_cli.training.camera_teacher import CAMERA_WARMUP_LR
 
     config = model_preset("lir-lite-unet", width=4, disc_width=4, n_res_blocks=1, disc_scales=2)
     start_file = str(save_restorer(build_restorer(config), tmp_path / "bundled.safetensors"))
@@ -855,12 +858,19 @@ def test_a_camera_folder_run_is_taught_by_its_bundled_start(
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["teacher_used"]["path"] == start_file
     assert ckpt["train_config"]["teacher"] is None  # the options as given, so a resume repeats them
+    assert start_event(out)["warmup_lr"] == ckpt["train_config"]["warmup_lr"] == CAMERA_WARMUP_LR < DEFAULT_WARMUP_LR
+    assert ckpt["optimizers"]["warmup"]["param_groups"][0]["initial_lr"] == CAMERA_WARMUP_LR
     resumed = runner.invoke(app, ["train", "--out", str(out), "--steps", "3", "--resume", *common])  # one LIR step
     assert resumed.exit_code == 0, resumed.output
     assert start_event(out, "resume")["teacher"] == teacher
+    assert start_event(out, "resume")["warmup_lr"] == CAMERA_WARMUP_LR
     untaught = tmp_path / "untaught"
     off = runner.invoke(app, ["train", "--out", str(untaught), "--steps", "2", "--no-camera-teacher", *common])
     assert off.exit_code == 0 and start_event(untaught)["teacher"] is None
+    assert start_event(untaught)["warmup_lr"] == DEFAULT_WARMUP_LR
+    given = tmp_path / "given"
+    rate = runner.invoke(app, ["train", "--out", str(given), "--steps", "2", "--warmup-lr", "5e-4", *common])
+    assert rate.exit_code == 0 and start_event(given)["warmup_lr"] == 5e-4 and start_event(given)["teacher"]
     changed = runner.invoke(app, ["train", "--out", str(out), "--steps", "3", "--resume", "--no-camera-teacher",
                                   *common])  # fmt: skip
     assert changed.exit_code == 2 and "--camera-teacher" in " ".join(changed.output.split())

@@ -195,9 +195,14 @@ def train_command(
         float | None,
         _opt("--lir-gx-lr", help="Stage 2's learning rate for E_X^N and G_X, the noise generator (default: --lr)."),
     ] = _TC["lir_gx_lr"],
-    warmup_lr: Annotated[float, _opt("--warmup-lr", help="Stage 1 peak learning rate (cosine decay).")] = _TC[
-        "warmup_lr"
-    ],
+    warmup_lr: Annotated[
+        float | None,
+        _opt(
+            "--warmup-lr",
+            help="Stage 1 peak learning rate (cosine decay). Default 1e-3; 1e-4 on a camera folder taught "
+            "by its start (--camera-teacher); a resumed run keeps its own.",
+        ),
+    ] = _TC["warmup_lr"],
     gray_fraction: Annotated[
         float,
         _opt(
@@ -604,8 +609,9 @@ class _Progress:
             self.bar.console.print(
                 f"{what} {event['model_config']['name']} on {event['device']}, amp {event['amp']}, "
                 f"{event['world_size']} process(es); {event['data']}; semantic loss {semantic}; "
-                f"stage 1: {event['warmup_steps']} steps, stage 2 (LIR): {event['lir_steps']} steps; "
-                f"start: {event['init_weights'] or 'checkpoint'}",
+                f"stage 1: {event['warmup_steps']} steps (peak rate {event['warmup_lr']:g}), stage 2 (LIR): "
+                f"{event['lir_steps']} steps; start: {event['init_weights'] or 'checkpoint'}"
+                + (f"; teacher: {event['teacher']}" if event["teacher"] else ""),
                 highlight=False,
                 soft_wrap=True,
             )

@@ -1,4 +1,5 @@
-"""A teacher for camera folders when the user names none (``--camera-teacher``, on by default).
+"""A teacher and a gentler rate for camera folders when the user names none (``--camera-teacher``,
+on by default; ``--warmup-lr`` not given).
 
 A camera's noise, demosaiced and often JPEG'd, is not what the fitted model draws: on held photos
 with the *fitted* camera noise the tool's rankings of camera models came out reversed against real
@@ -9,7 +10,11 @@ drifts away from what it did on real noise: the default recipe on PolyU's 100 no
 With a quarter of each batch real noisy crops of the folder, the start's own outputs on them as
 targets, stage 1 forgets less of it: +0.19 dB on CC15 and +0.05 on PolyU's pairs over the untaught
 run, chosen by the no-reference score, though still 0.23 and 0.04 dB below the start (Round
-CAM-TEACH; the bundled camera model as the teacher scored lower without a reference).
+CAM-TEACH; the bundled camera model as the teacher scored lower without a reference). The start
+(run T25) was itself fine-tuned at a stage-1 rate of 1e-4, and the default 1e-3 moves a converged
+model far on noise that is not the real one: at 1e-4 the taught run scored highest without a
+reference (over 3e-4, and over a half-taught batch at 1e-3), and on the pairs, scored after, lost
+only 0.06 dB on CC15 and 0.003 on PolyU's against the start (README, Round CAM-GENTLE).
 
 Only colour folders whose fits are not white (blurred or JPEG: what ``auto_level_range`` gives the
 wide spread) get one, and only when the run starts from a bundled model. Gray folders are left as
@@ -24,6 +29,8 @@ from invrep_cli.noise import NoiseModel, is_gray, white_folder
 
 #: share of each stage-1 batch of real noisy crops taught by the start (run T25's share)
 CAMERA_TEACHER_SHARE = 0.25
+#: stage 1's peak learning rate for such a run, unless --warmup-lr gives one (Round CAM-GENTLE)
+CAMERA_WARMUP_LR = 1e-4
 
 
 def is_camera_folder(noise: NoiseModel | None) -> bool:

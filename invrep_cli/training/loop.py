@@ -19,7 +19,7 @@ import torch
 
 from invrep_cli import __version__
 from invrep_cli.checkpoint import CHECKPOINT_DIR, TRAIN_CHECKPOINT_FORMAT, load_restorer
-from invrep_cli.config import INIT_AUTO, INIT_NONE, ModelConfig, TrainConfig
+from invrep_cli.config import DEFAULT_WARMUP_LR, INIT_AUTO, INIT_NONE, ModelConfig, TrainConfig
 from invrep_cli.data import StepBatches, TrainData, ValPair, add_noise, min_crop_for, prepare_data, read_image
 from invrep_cli.devices import describe_device
 from invrep_cli.distenv import dist_from_env
@@ -27,7 +27,7 @@ from invrep_cli.errors import UsageError
 from invrep_cli.models.restorer import Restorer, conditioned_state
 from invrep_cli.noise import NoiseModel
 from invrep_cli.training.budget import format_duration, stage1_steps_for_budget
-from invrep_cli.training.camera_teacher import CAMERA_TEACHER_SHARE, choose_camera_teacher
+from invrep_cli.training.camera_teacher import CAMERA_TEACHER_SHARE, CAMERA_WARMUP_LR, choose_camera_teacher
 from invrep_cli.training.init_weights import choose_init_weights
 from invrep_cli.training.model import LIRModel
 from invrep_cli.training.noise_setup import build_noise_model, evenly_spaced
@@ -203,18 +203,24 @@ class Trainer:
         # the teacher the run learns from: --teacher, else on a camera folder its bundled start
         # (--camera-teacher), else none; a resumed run keeps the one it started with
         self.run_teacher = (cfg.teacher, cfg.teacher_share)  # the options, as the checkpoint keeps them
-        path, share, self.teacher_reason = None, CAMERA_TEACHER_SHARE, ""
+        path, share, self.teacher_reason, camera_taught = None, CAMERA_TEACHER_SHARE, "", False
         used = (ckpt or {}).get("teacher_used")
         if used and cfg.teacher is None:
             path, share, self.teacher_reason = used["path"], float(used["share"]), str(used.get("reason", ""))
         elif ckpt is None and cfg.teacher is None and cfg.camera_teacher and warmup > 0:
             bundled = cfg.init_weights == INIT_AUTO
             path, self.teacher_reason = choose_camera_teacher(noise_model, self.init_path, bundled)
+            camera_taught = path is not None
+        cfg = copy.copy(cfg)  # what the run resolves is set on a copy, as the step plan is below
         if path is not None:
             with torch.random.fork_rng(devices=[]):  # building it draws weights: leave the run's stream
                 teacher = load_restorer(path)[0]
-            cfg = copy.copy(cfg)  # set on a copy, as the step plan is below
             cfg.teacher, cfg.teacher_share = path, share
+        if cfg.warmup_lr is None:  # not given: a resumed run's own, else the camera folder's or the default
+            if ckpt is not None:
+                cfg.warmup_lr = float((ckpt.get("train_config") or {}).get("warmup_lr", DEFAULT_WARMUP_LR))
+            else:
+                cfg.warmup_lr = CAMERA_WARMUP_LR if camera_taught else DEFAULT_WARMUP_LR
         self.cfg = cfg
         lir_left = (cfg.lir_steps or 0) if budgeted and ckpt is None else total - warmup
         if ckpt is not None:
@@ -273,6 +279,7 @@ class Trainer:
             "warmup_steps": warmup,
             "lir_steps": total - warmup,
             "init_weights": self.init_note,
+            "warmup_lr": cfg.warmup_lr,
             "noise_model": noise_model.describe() if noise_model else None,
             "teacher": self._teacher_note() if teacher else None,
             "plan": self.plan,

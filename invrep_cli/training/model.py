@@ -142,7 +142,7 @@ class LIRModel:
             "representation_discriminator": torch.optim.Adam(
                 self.nets.representation_discriminator.parameters(), lr=cfg.repr_lr, **adam
             ),
-            "warmup": torch.optim.Adam(restorer_params, lr=cfg.warmup_lr, **fused),
+            "warmup": torch.optim.Adam(restorer_params, lr=cfg.stage1_lr(), **fused),
         }
         self.lir_schedulers = {
             name: torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)

@@ -84,6 +84,8 @@ def differences(
         now, was = getattr(cfg, name), run[name] if name in run else _default(f)
         if name == "noise_scale" and now is None:
             continue  # auto: the run's spread, held by its saved noise model (runs before auto had 0.6-2.5)
+        if name == "warmup_lr" and now is None:
+            continue  # not given: the run's own rate, held by its saved optimiser
         if name in _DIR_FIELDS:
             now, was = _dir(now), _dir(was)
         if not _same(now, was):
