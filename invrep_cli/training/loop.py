@@ -220,7 +220,7 @@ class Trainer:
             if ckpt is not None:
                 cfg.warmup_lr = float((ckpt.get("train_config") or {}).get("warmup_lr", DEFAULT_WARMUP_LR))
             else:
-                cfg.warmup_lr = CAMERA_WARMUP_LR if camera_taught else DEFAULT_WARMUP_LR
+                cfg.warmup_lr = CAMERA_WARMUP_LR if camera_taught else cfg.stage1_lr()
         self.cfg = cfg
         lir_left = (cfg.lir_steps or 0) if budgeted and ckpt is None else total - warmup
         if ckpt is not None:
